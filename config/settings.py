@@ -1,0 +1,195 @@
+"""Every variable of the contract, read from the environment (and an optional `.env`).
+
+A bad value stops start-up with a message naming the variable (see `load_settings`).
+List variables are comma-separated (`PLATFORMS=twitch,discord`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+VERSION = "1.0.0"
+MODULE_NAME = "ai_interaction_module"
+
+CsvList = Annotated[list[str], NoDecode]
+ProviderName = Literal["ollama", "waddleai"]
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are WaddleBot, a friendly, upbeat assistant in a live-stream chat. "
+    "Answer briefly and kindly, in one or two sentences, in the language of the viewer. "
+    "Never claim to be a human."
+)
+
+
+class ConfigError(SystemExit):
+    """Start-up configuration error; the message names each bad variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # --- server -----------------------------------------------------------------------
+    module_port: int = Field(8005, ge=1, le=65535)
+    module_host: str = "0.0.0.0"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    user_hash_salt: SecretStr = SecretStr("waddlebot")
+
+    # --- inbound interaction (§2) --------------------------------------------------------
+    router_service_key: SecretStr | None = None
+    platforms: CsvList = ["twitch", "discord", "slack", "kick", "youtube"]
+    max_message_chars: int = Field(10000, ge=1)
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    dedupe_window_s: float = Field(300, ge=0)
+    max_queue: int = Field(1000, ge=1)
+    worker_count: int = Field(32, ge=1, le=1024)
+
+    # --- processing (§3) -----------------------------------------------------------------
+    user_cooldown_s: float = Field(10, ge=0)
+    channel_max_replies_per_min: int = Field(20, ge=0)
+    context_history_limit: int = Field(5, ge=0, le=100)
+    context_ttl_s: float = Field(1800, gt=0)
+    context_max_conversations: int = Field(10000, ge=1)
+    request_timeout: float = Field(30, gt=0)
+    max_concurrent_requests: int = Field(10, ge=1)
+    interaction_max_age_s: float = Field(120, gt=0)
+    respond_with_fallback: bool = True
+    response_prefix: str = "🤖 "
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    ai_temperature: float = Field(0.7, ge=0, le=2)
+    ai_max_tokens: int = Field(150, ge=1, le=32768)
+
+    # --- triggers (§4) -------------------------------------------------------------------
+    bot_name: str = Field("waddlebot", min_length=1)
+    greeting_triggers: CsvList = [
+        "hi", "hello", "hey", "heya", "hiya", "howdy", "greetings", "sup", "yo", "o7", "gm",
+        "good morning", "good afternoon", "good evening",
+    ]
+    farewell_triggers: CsvList = [
+        "bye", "goodbye", "cya", "see ya", "see you", "gtg", "gotta go", "good night", "gn", "!lurk",
+    ]
+    question_triggers: CsvList = ["?"]
+    respond_to_events: bool = True
+    event_response_types: CsvList = ["subscription", "follow", "donation", "cheer", "raid", "boost"]
+
+    # --- providers (§5) -------------------------------------------------------------------
+    ai_provider: ProviderName = "ollama"
+    fallback_provider: ProviderName | None = None
+    ollama_host: str = "localhost"
+    ollama_port: int = Field(11434, ge=1, le=65535)
+    ollama_use_tls: bool = False
+    ollama_cert_path: str | None = None
+    ollama_verify_ssl: bool = True
+    ollama_model: str = "llama3.2"
+    waddleai_base_url: str = "http://waddleai-proxy:8000"
+    waddleai_api_key: SecretStr | None = None
+    waddleai_model: str = "auto"
+    waddleai_preferred_model: str | None = None
+    breaker_failure_threshold: int = Field(5, ge=1)
+    breaker_reset_s: float = Field(30, gt=0)
+    health_check_interval_s: float = Field(15, gt=0)
+
+    # --- router (§6) ----------------------------------------------------------------------
+    router_api_url: str = "http://router-service:8000/api/v1/router"
+    router_api_key: SecretStr | None = None
+    router_retry_max_s: float = Field(30, ge=0)
+    router_timeout_s: float = Field(10, gt=0)
+
+    # --- storage (§1, §7) ------------------------------------------------------------------
+    database_url: SecretStr | None = None
+    config_encryption_key: SecretStr | None = None
+    config_cache_ttl_s: float = Field(10, ge=0)
+
+    # --- OpenAI-compatible API (§8) ---------------------------------------------------------
+    valid_api_keys: Annotated[list[SecretStr], NoDecode] = []
+    completions_rate_per_min: int = Field(60, ge=0)
+    max_completion_messages: int = Field(100, ge=1)
+
+    # --- operations (§9) -------------------------------------------------------------------
+    admin_api_keys: Annotated[list[SecretStr], NoDecode] = []
+    shutdown_grace_s: float = Field(25, ge=0)
+
+    @field_validator(
+        "platforms", "greeting_triggers", "farewell_triggers", "question_triggers",
+        "event_response_types", mode="before",
+    )
+    @classmethod
+    def _split_lower(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("valid_api_keys", "admin_api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator(
+        "fallback_provider", "router_service_key", "router_api_key", "waddleai_api_key",
+        "database_url", "config_encryption_key", "ollama_cert_path", "waddleai_preferred_model",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("router_api_url", "waddleai_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _coherent(self) -> "Settings":
+        if self.fallback_provider == self.ai_provider:
+            raise ValueError("FALLBACK_PROVIDER must differ from AI_PROVIDER")
+        if not self.platforms:
+            raise ValueError("PLATFORMS must name at least one platform")
+        return self
+
+    # --- derived ---------------------------------------------------------------------------
+    @property
+    def ollama_url(self) -> str:
+        scheme = "https" if self.ollama_use_tls else "http"
+        return f"{scheme}://{self.ollama_host}:{self.ollama_port}"
+
+    def secret_values(self) -> list[str]:
+        """Every secret configured, so log/error scrubbing and tests can check for them."""
+        found: list[str] = []
+        for value in self.__dict__.values():
+            items = value if isinstance(value, list) else [value]
+            found += [v.get_secret_value() for v in items if isinstance(v, SecretStr)]
+        return [v for v in found if v]
+
+    def summary(self) -> dict[str, object]:
+        """Configuration for the start-up log: secrets only say whether they are set."""
+        out: dict[str, object] = {}
+        for name, value in self.__dict__.items():
+            if isinstance(value, SecretStr) or (
+                isinstance(value, list) and value and isinstance(value[0], SecretStr)
+            ):
+                out[name] = "set" if value else "unset"
+            elif value is None and name in {"router_service_key", "database_url"}:
+                out[name] = "unset"
+            elif name != "system_prompt":
+                out[name] = value
+        return out
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings; on a bad value raise ConfigError naming every bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            var = "_".join(str(p) for p in err["loc"]).upper() or "configuration"
+            lines.append(f"  {var}: {err['msg']}")
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
