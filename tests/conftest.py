@@ -1,0 +1,3 @@
+"""Shared fixtures: the loopback fakes (tests/fakes) and helpers to run the app."""
+
+pytest_plugins = ["tests.fakes.llm_fixtures", "tests.fakes.router_fixtures"]
