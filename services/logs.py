@@ -77,4 +77,4 @@ def configure_logging(level: str = "INFO", salt: str = "waddlebot", secrets: lis
 
 
 def get_logger(name: str) -> Any:
-    return structlog.get_logger(logger=name)
+    return structlog.get_logger(component=name)
