@@ -1,0 +1,62 @@
+"""POST /api/v1/ai/interaction: validate, enqueue, answer 202 at once (§2)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from pydantic import ValidationError
+from quart import Blueprint, Response, current_app, g, jsonify, request
+from quart_schema import document_request, document_response
+
+from api.auth import presented_key
+from api.errors import ApiError, from_validation_error
+from api.models import AcceptedResponse, ErrorResponse, InteractionRequest
+from services import metrics
+from services.interaction import Interaction
+from services.interaction_queue import QueueFull
+
+blueprint = Blueprint("interaction", __name__, url_prefix="/api/v1/ai")
+
+
+def _timestamp() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _check_content_type() -> None:
+    mimetype = request.mimetype
+    if mimetype and mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json",
+                       [{"field": "Content-Type", "message": f"got {mimetype}", "type": "media_type"}])
+
+
+@blueprint.post("/interaction")
+@document_request(InteractionRequest)
+@document_response(AcceptedResponse, 202)
+@document_response(ErrorResponse, 400)
+async def accept_interaction() -> tuple[Response, int]:
+    runtime = current_app.extensions["runtime"]
+    keys = current_app.extensions["router_keys"]
+    if keys and not keys.matches(presented_key(request, "X-Service-Key")):
+        raise ApiError(401, "unauthorized", "Missing or invalid service key (X-Service-Key)")
+    if runtime.draining:
+        raise ApiError(503, "shutting_down", "Service is shutting down", headers={"Retry-After": "5"})
+    _check_content_type()
+    body = await request.get_data(cache=False)
+    try:
+        req = InteractionRequest.model_validate_json(body, context=current_app.extensions["limits"])
+    except ValidationError as exc:
+        raise from_validation_error(exc) from None
+    interaction = Interaction(req, request_id=g.request_id)
+    try:
+        enqueued = await runtime.queue.enqueue(interaction)
+    except QueueFull:
+        raise ApiError(429, "queue_full", "Interaction queue is full, retry later",
+                       headers={"Retry-After": "2"}) from None
+    metrics.interactions_accepted_total.inc()
+    data = {"message": "Processing request", "session_id": req.session_id,
+            "interaction_id": enqueued.interaction_id, "duplicate": enqueued.duplicate}
+    body_out = {"success": True, "data": data, "timestamp": _timestamp()}
+    if enqueued.duplicate:
+        body_out["duplicate"] = True
+        metrics.interactions_total.labels(outcome="duplicate", trigger="none").inc()
+    return jsonify(body_out), 202

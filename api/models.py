@@ -1,0 +1,90 @@
+"""Request and response bodies of the interaction API (§2), as pydantic models.
+
+Limits that depend on configuration (allowed platforms, MAX_MESSAGE_CHARS) are checked with the
+validation context: `InteractionRequest.model_validate_json(body, context=limits)`.
+No field is ever HTML-escaped or otherwise rewritten.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+METADATA_MAX_BYTES = 4096
+
+
+
+class InteractionRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    session_id: str = Field(min_length=1, max_length=255)
+    user_id: str = Field(min_length=1, max_length=255)
+    entity_id: str = Field(min_length=1, max_length=255)
+    platform: str = Field(min_length=1, max_length=50)
+    username: str = Field(min_length=1, max_length=255)
+    display_name: str | None = Field(None, max_length=255)
+    message_type: str = Field("chatMessage", min_length=1, max_length=100)
+    message_content: str = ""
+    message_id: str | None = Field(None, min_length=1, max_length=255)
+    channel_id: str | None = Field(None, max_length=255)
+    execution_id: str | None = Field(None, max_length=255)
+    community_id: int | None = Field(None, gt=0, strict=True)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("platform")
+    @classmethod
+    def _known_platform(cls, value: str, info: ValidationInfo) -> str:
+        value = value.lower()
+        allowed = (info.context or {}).get("platforms")
+        if allowed is not None and value not in allowed:
+            raise ValueError(f"must be one of: {', '.join(sorted(allowed))}")
+        return value
+
+    @field_validator("message_content")
+    @classmethod
+    def _content_length(cls, value: str, info: ValidationInfo) -> str:
+        limit = (info.context or {}).get("max_message_chars", 10000)
+        if len(value) > limit:
+            raise ValueError(f"must be at most {limit} characters")
+        return value
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _metadata_size(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if isinstance(value, dict):
+            size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+            if size > METADATA_MAX_BYTES:
+                raise ValueError(f"must serialize to at most {METADATA_MAX_BYTES} bytes")
+        return value
+
+    @property
+    def display(self) -> str:
+        return self.display_name or self.username
+
+
+class AcceptedData(BaseModel):
+    message: str = "Processing request"
+    session_id: str
+    interaction_id: str
+    duplicate: bool = False
+
+
+class AcceptedResponse(BaseModel):
+    success: bool = True
+    data: AcceptedData
+    timestamp: str
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: list[dict[str, Any]] = []
+
+
+class ErrorResponse(BaseModel):
+    success: bool = False
+    error: ErrorBody

@@ -1,0 +1,108 @@
+"""The Quart app factory and `python app.py` (Hypercorn on uvloop). Wiring only."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import sys
+import time
+
+from quart import Quart, Response, g, request
+from quart_schema import QuartSchema
+
+from api import interaction, operations
+from api.auth import KeyRing
+from api.errors import register_error_handlers
+from config.settings import VERSION, ConfigError, Settings, load_settings
+from services import metrics
+from services.logs import configure_logging, get_logger, new_request_id, request_id_var
+from services.runtime import Runtime
+
+log = get_logger("app")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def create_app(settings: Settings | None = None) -> Quart:
+    settings = settings or load_settings()
+    configure_logging(settings.log_level, settings.user_hash_salt.get_secret_value(), settings.secret_values())
+    app = Quart(__name__)
+    app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, RESPONSE_TIMEOUT=None, BODY_TIMEOUT=30)
+    QuartSchema(app, info={"title": "AI Interaction Module", "version": VERSION})
+    runtime = Runtime(settings)
+    app.extensions["settings"] = settings
+    app.extensions["runtime"] = runtime
+    app.extensions["router_keys"] = KeyRing(settings.router_service_key)
+    app.extensions["limits"] = {"platforms": frozenset(settings.platforms),
+                                "max_message_chars": settings.max_message_chars}
+    register_error_handlers(app)
+    app.register_blueprint(interaction.blueprint)
+    app.register_blueprint(operations.blueprint)
+    _register_request_hooks(app)
+
+    @app.before_serving
+    async def _start() -> None:
+        await runtime.start()
+
+    @app.after_serving
+    async def _stop() -> None:
+        await runtime.stop()
+
+    return app
+
+
+def _register_request_hooks(app: Quart) -> None:
+    @app.before_request
+    async def _bind_request() -> None:
+        given = request.headers.get("X-Request-ID", "")
+        g.request_id = given if _REQUEST_ID.match(given) else new_request_id()
+        g.started = time.perf_counter()
+        request_id_var.set(g.request_id)
+
+    @app.after_request
+    async def _finish_request(response: Response) -> Response:
+        response.headers["X-Request-ID"] = getattr(g, "request_id", "") or new_request_id()
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        started = getattr(g, "started", None)
+        if started is not None:
+            metrics.http_request_duration.labels(request.method, route).observe(time.perf_counter() - started)
+        metrics.http_requests_total.labels(request.method, route, str(response.status_code)).inc()
+        return response
+
+
+async def serve(app: Quart, settings: Settings) -> None:
+    from hypercorn.asyncio import serve as hypercorn_serve
+    from hypercorn.config import Config
+
+    config = Config()
+    config.bind = [f"{settings.module_host}:{settings.module_port}"]
+    config.accesslog = None
+    config.graceful_timeout = max(settings.shutdown_grace_s, 1.0)
+    config.shutdown_timeout = settings.shutdown_grace_s + 15
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    async def shutdown_trigger() -> None:
+        await stop.wait()
+        log.info("shutdown signal received", action="shutdown")
+        await app.extensions["runtime"].drain()  # 503 to new work while queued work finishes
+
+    await hypercorn_serve(app, config, shutdown_trigger=shutdown_trigger)
+
+
+def main() -> None:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        sys.exit(2)
+    app = create_app(settings)
+    import uvloop
+
+    uvloop.run(serve(app, settings))
+
+
+if __name__ == "__main__":
+    main()

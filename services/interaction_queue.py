@@ -1,0 +1,76 @@
+"""The in-memory interaction queue: bounded, deduplicating, with a depth gauge.
+
+The PostgreSQL queue (storage/) offers the same four calls, so the workers do not care which
+one they drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from cachetools import TTLCache
+
+from services import metrics
+from services.interaction import Interaction, dedupe_key
+
+
+class QueueFull(Exception):
+    """The queue holds MAX_QUEUE interactions already."""
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    interaction_id: str
+    duplicate: bool
+
+
+class MemoryQueue:
+    durable = False
+
+    def __init__(self, maxsize: int, dedupe_window_s: float, dedupe_max_keys: int = 200_000) -> None:
+        self._queue: asyncio.Queue[Interaction] = asyncio.Queue(maxsize)
+        self._seen: TTLCache[str, str] | None = (
+            TTLCache(maxsize=dedupe_max_keys, ttl=dedupe_window_s) if dedupe_window_s > 0 else None
+        )
+
+    async def enqueue(self, interaction: Interaction) -> Enqueued:
+        key = dedupe_key(interaction.request)
+        if self._seen is not None:
+            first_id = self._seen.get(key)
+            if first_id is not None:
+                return Enqueued(first_id, duplicate=True)
+        try:
+            self._queue.put_nowait(interaction)
+        except asyncio.QueueFull:
+            raise QueueFull from None
+        if self._seen is not None:
+            self._seen[key] = interaction.id
+        metrics.queue_depth.set(self._queue.qsize())
+        return Enqueued(interaction.id, duplicate=False)
+
+    async def claim(self) -> Interaction:
+        """Wait for the next interaction."""
+        interaction = await self._queue.get()
+        metrics.queue_depth.set(self._queue.qsize())
+        return interaction
+
+    async def finish(self, interaction: Interaction, outcome: str) -> None:
+        """Record the final outcome (the durable queue marks its row; memory has nothing to keep)."""
+
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    async def reachable(self) -> bool:
+        return True
+
+    def take_all(self) -> list[Interaction]:
+        """Empty the queue (used at shutdown for what could not be processed in time)."""
+        items = []
+        while not self._queue.empty():
+            items.append(self._queue.get_nowait())
+        metrics.queue_depth.set(0)
+        return items
+
+    async def aclose(self) -> None:
+        return None

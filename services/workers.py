@@ -1,0 +1,98 @@
+"""A fixed set of owned worker tasks draining the interaction queue.
+
+Each accepted interaction ends in exactly one outcome, counted and logged here. `drain()` lets
+queued and in-flight interactions finish for up to the grace period; `stop()` cancels what is
+left. Interactions that a memory queue still holds at that point end as `failed` (logged); a
+durable queue keeps them for another instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from services import metrics
+from services.interaction import Interaction
+from services.logs import get_logger, hash_user, request_id_var
+from services.pipeline import Pipeline
+
+log = get_logger(__name__)
+
+
+def record_outcome(interaction: Interaction, outcome: str, trigger: str, started: float | None = None) -> None:
+    req = interaction.request
+    metrics.interactions_total.labels(outcome=outcome, trigger=trigger).inc()
+    metrics.interaction_duration.labels(outcome=outcome).observe(max(0.0, interaction.age_s))
+    log.info(
+        "interaction finished", action="process_interaction", result=outcome, trigger=trigger,
+        interaction_id=interaction.id, request_id=interaction.request_id, platform=req.platform,
+        community=req.community_id, user=hash_user(req.user_id),
+        execution_time_ms=None if started is None else round((time.perf_counter() - started) * 1000, 1),
+    )
+
+
+class WorkerPool:
+    def __init__(self, queue: Any, pipeline: Pipeline, count: int) -> None:
+        self.queue = queue
+        self.pipeline = pipeline
+        self.count = count
+        self._tasks: list[asyncio.Task[None]] = []
+        self._inflight: dict[str, Interaction] = {}
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._work(i), name=f"interaction-worker-{i}") for i in range(self.count)]
+
+    async def _work(self, index: int) -> None:
+        while True:
+            interaction = await self.queue.claim()
+            self._inflight[interaction.id] = interaction
+            try:
+                await self._handle(interaction)
+            finally:
+                self._inflight.pop(interaction.id, None)
+
+    async def _handle(self, interaction: Interaction) -> None:
+        token = request_id_var.set(interaction.request_id)
+        started = time.perf_counter()
+        outcome, trigger = "failed", "none"
+        try:
+            outcome, trigger = await self.pipeline.process(interaction)
+        except asyncio.CancelledError:
+            if not self.queue.durable:
+                record_outcome(interaction, "failed", trigger, started)
+            raise
+        except Exception as exc:  # a bug must not kill the worker or lose the outcome
+            log.error("interaction crashed", action="process_interaction", interaction_id=interaction.id,
+                      error_type=type(exc).__name__, exc_info=exc)
+        finally:
+            request_id_var.reset(token)
+        await self.queue.finish(interaction, outcome)
+        record_outcome(interaction, outcome, trigger, started)
+
+    async def drain(self, grace_s: float) -> bool:
+        """Wait until the queue is empty and nothing is in flight, up to `grace_s`. True if drained."""
+        deadline = time.monotonic() + grace_s
+        while self.queue.depth() or self._inflight:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        results = await asyncio.gather(*self._tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception):
+                log.error("worker failed", action="worker_stop", error=repr(result))
+        self._tasks = []
+        if not self.queue.durable:
+            for interaction in self.queue.take_all():
+                log.error("interaction not processed before shutdown", action="shutdown_drain",
+                          interaction_id=interaction.id, result="failed")
+                record_outcome(interaction, "failed", "none")

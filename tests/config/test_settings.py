@@ -1,0 +1,63 @@
+"""Configuration: every variable documented, lists parsed, bad values named (§9)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from config.settings import ConfigError, Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_env_example_lists_every_variable():
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    assert {name.upper() for name in Settings.model_fields} == documented
+
+
+def test_contract_defaults():
+    s = Settings(_env_file=None)
+    assert (s.module_port, s.ai_provider, s.ollama_model, s.waddleai_model) == (8005, "ollama", "llama3.2", "auto")
+    assert (s.dedupe_window_s, s.max_body_bytes, s.max_message_chars, s.max_queue) == (300, 65536, 10000, 1000)
+    assert (s.user_cooldown_s, s.channel_max_replies_per_min, s.context_history_limit) == (10, 20, 5)
+    assert (s.request_timeout, s.max_concurrent_requests, s.interaction_max_age_s) == (30, 10, 120)
+    assert (s.breaker_failure_threshold, s.breaker_reset_s, s.router_retry_max_s, s.shutdown_grace_s) == (5, 30, 30, 25)
+    assert s.router_api_url == "http://router-service:8000/api/v1/router"
+    assert s.platforms == ["twitch", "discord", "slack", "kick", "youtube"]
+
+
+def test_comma_separated_lists_from_the_environment(monkeypatch):
+    monkeypatch.setenv("PLATFORMS", "Twitch, discord ,")
+    monkeypatch.setenv("VALID_API_KEYS", "k1,k2")
+    monkeypatch.setenv("GREETING_TRIGGERS", "ahoy,good day")
+    s = load_settings(_env_file=None)
+    assert s.platforms == ["twitch", "discord"]
+    assert [k.get_secret_value() for k in s.valid_api_keys] == ["k1", "k2"]
+    assert s.greeting_triggers == ["ahoy", "good day"]
+
+
+@pytest.mark.parametrize("var,value", [
+    ("OLLAMA_PORT", "eleven"), ("AI_PROVIDER", "skynet"), ("MAX_QUEUE", "0"),
+    ("AI_TEMPERATURE", "3"), ("ROUTER_API_URL", "ftp://router"), ("RESPOND_WITH_FALLBACK", "perhaps"),
+])
+def test_bad_value_names_the_variable(monkeypatch, var, value):
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings(_env_file=None)
+    assert var in str(info.value)
+
+
+def test_fallback_must_differ_from_primary(monkeypatch):
+    monkeypatch.setenv("FALLBACK_PROVIDER", "ollama")
+    with pytest.raises(ConfigError, match="FALLBACK_PROVIDER"):
+        load_settings(_env_file=None)
+
+
+def test_summary_never_contains_secrets():
+    s = Settings(_env_file=None, waddleai_api_key="sk-very-secret", router_api_key="router-secret",
+                 valid_api_keys="open-ai-key-1", database_url="postgresql://u:pw-secret@h/db")
+    text = repr(s.summary())
+    for secret in ("sk-very-secret", "router-secret", "open-ai-key-1", "pw-secret"):
+        assert secret not in text

@@ -1,0 +1,105 @@
+"""A loopback fake of an OpenAI-compatible proxy (WaddleAI): /v1/chat/completions, /v1/models, /healthz.
+
+Same knobs as FakeOllama (see FakeUpstream); `api_key` (when set) must arrive as a Bearer token.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from tests.fakes.fake_ollama import FakeUpstream, Receive, Send
+
+
+def _error(message: str, type_: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+class FakeOpenAI(FakeUpstream):
+    chat_path = "/v1/chat/completions"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.models = ["gpt-4o-mini", "llama3.2"]
+        self.api_key: str | None = None
+
+    async def handle(self, method: str, path: str, headers: dict[str, str], body: Any,
+                     receive: Receive, send: Send) -> None:
+        if path == "/healthz" and method == "GET":
+            ok = self.healthy
+            return await self.respond(send, 200 if ok else 503, {"status": "healthy" if ok else "unhealthy"})
+        if self.api_key and headers.get("authorization") != f"Bearer {self.api_key}":
+            return await self.respond(send, 401, _error("Incorrect API key provided", "invalid_request_error",
+                                                        "invalid_api_key"))
+        if path == "/v1/models" and method == "GET":
+            if not self.healthy:
+                return await self.respond(send, 503, _error("unhealthy", "server_error"))
+            data = [{"id": m, "object": "model", "created": 1700000000, "owned_by": "waddleai"}
+                    for m in self.models]
+            return await self.respond(send, 200, {"object": "list", "data": data})
+        if path != self.chat_path or method != "POST":
+            return await self.respond(send, 404, _error(f"Unknown path {path}", "invalid_request_error"))
+        self.calls += 1
+        await self.pause(self.delay)
+        if not isinstance(body, dict) or not body.get("model") or not body.get("messages"):
+            return await self.respond(send, 400, _error("model and messages are required",
+                                                        "invalid_request_error"))
+        model = body["model"]
+        if self.strict_models and model not in self.models:
+            return await self.respond(send, 404, _error(
+                f"The model `{model}` does not exist or you do not have access to it.",
+                "invalid_request_error", "model_not_found", "model"))
+        fault = self.take_fault()
+        if fault and self.hang:
+            return await self.hang_until_released(receive)
+        if fault and self.fail_status:
+            kind = "server_error" if self.fail_status >= 500 else "invalid_request_error"
+            return await self.respond(send, self.fail_status, _error(f"fake failure {self.fail_status}", kind))
+        if fault and self.garbage:
+            bad = {"unexpected": True} if self.garbage == "shape" else b"<html>not json</html>"
+            return await self.respond(send, 200, bad)
+        name = self.model_name or model
+        if body.get("stream"):
+            usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return await self._stream(send, name, usage, fault)
+        await self.respond(send, 200, {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion",
+            "created": int(time.time()), "model": name, "system_fingerprint": None,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": self.reply, "refusal": None},
+                         "logprobs": None, "finish_reason": self.done_reason}],
+            "usage": self._usage()})
+
+    def _usage(self) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "total_tokens": self.prompt_tokens + self.completion_tokens}
+
+    async def _stream(self, send: Send, model: str, include_usage: bool, fault: bool) -> None:
+        self.stream_started_at, self.last_stream_finished_at = time.monotonic(), None
+        base = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion.chunk",
+                "created": int(time.time()), "model": model, "system_fingerprint": None}
+        extra = {"usage": None} if include_usage else {}
+
+        def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            return b"data: " + json.dumps({**base, "choices": [choice], **extra}).encode() + b"\n\n"
+
+        await self.start(send, 200, "text/event-stream")
+        await self.chunk(send, event({"role": "assistant", "content": "", "refusal": None}))
+        for index, piece in enumerate(self.pieces()):
+            if index:
+                await self.pause(self.token_delay)
+            if fault and self.error_midstream_after is not None and index >= self.error_midstream_after:
+                error = _error("fake error mid-stream", "server_error")
+                await self.chunk(send, b"data: " + json.dumps(error).encode() + b"\n\n", more=False)
+                self.last_stream_finished_at = time.monotonic()
+                return
+            await self.chunk(send, event({"content": piece}))
+        await self.pause(self.token_delay)
+        await self.chunk(send, event({}, self.done_reason))
+        if include_usage:
+            usage_chunk = {**base, "choices": [], "usage": self._usage()}
+            await self.chunk(send, b"data: " + json.dumps(usage_chunk).encode() + b"\n\n")
+        await self.chunk(send, b"data: [DONE]\n\n", more=False)
+        self.last_stream_finished_at = time.monotonic()

@@ -1,0 +1,89 @@
+"""Build settings for tests and run the real app on loopback against the fakes."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+from urllib.parse import urlparse
+
+import httpx
+
+from app import create_app
+from config.settings import Settings
+from tests.server_thread import ServerThread
+
+TEST_DEFAULTS: dict[str, Any] = {
+    "user_cooldown_s": 0,
+    "channel_max_replies_per_min": 10_000,
+    "router_retry_max_s": 2,
+    "request_timeout": 2,
+    "breaker_reset_s": 30,
+    "health_check_interval_s": 60,
+    "shutdown_grace_s": 5,
+    "log_level": "WARNING",
+}
+
+
+def make_settings(ollama: Any = None, router: Any = None, openai: Any = None, **overrides: Any) -> Settings:
+    values = dict(TEST_DEFAULTS)
+    if ollama is not None:
+        parsed = urlparse(ollama.url)
+        values.update(ollama_host=parsed.hostname, ollama_port=parsed.port)
+    if openai is not None:
+        values.update(waddleai_base_url=openai.url, waddleai_api_key="test-waddle-key")
+    if router is not None:
+        values["router_api_url"] = router.base_url
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
+
+
+@contextlib.contextmanager
+def running_app(settings: Settings) -> Iterator["AppHandle"]:
+    app = create_app(settings)
+    server = ServerThread(app, graceful_timeout=settings.shutdown_grace_s).start()
+    handle = AppHandle(app, server)
+    try:
+        yield handle
+    finally:
+        handle.http.close()
+        server.stop()
+
+
+class AppHandle:
+    def __init__(self, app: Any, server: ServerThread) -> None:
+        self.app = app
+        self.server = server
+        self.url = server.url
+        self.http = httpx.Client(base_url=server.url, timeout=10)
+
+    @property
+    def runtime(self) -> Any:
+        return self.app.extensions["runtime"]
+
+    def post_interaction(self, body: dict[str, Any], **kwargs: Any) -> httpx.Response:
+        return self.http.post("/api/v1/ai/interaction", json=body, **kwargs)
+
+
+_counter = 0
+
+
+def interaction_body(message: str = "hello there", **overrides: Any) -> dict[str, Any]:
+    """A realistic router body with a unique message id."""
+    global _counter
+    _counter += 1
+    body = {
+        "session_id": f"sess-{_counter}",
+        "user_id": "user-42",
+        "entity_id": "twitch:channel:789",
+        "platform": "twitch",
+        "username": "viewer42",
+        "display_name": "Viewer42",
+        "message_type": "chatMessage",
+        "message_content": message,
+        "message_id": f"msg-{_counter}-{id(overrides)}",
+        "channel_id": "789",
+        "execution_id": f"exec-{_counter}",
+        "metadata": {"source": "test"},
+    }
+    body.update(overrides)
+    return body
