@@ -20,7 +20,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# Benchmarks (≈ 10 min; BENCH_ARGS="--quick" or "--only ack"): see BENCHMARKS.md. The profiles need
+# py-spy (installed here, for the harness only); wrk is used when installed (apt-get install wrk).
 bench: $(STAMP)
+	@$(PY) -m pip show py-spy >/dev/null 2>&1 || $(PY) -m pip install --quiet py-spy || true
 	$(PY) -m bench $(BENCH_ARGS)
 
 clean:

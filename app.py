@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import signal
 import sys
@@ -11,7 +12,7 @@ import time
 from quart import Quart, Response, g, request
 from quart_schema import QuartSchema
 
-from api import interaction, operations
+from api import admin, interaction, openai_api, operations
 from api.auth import KeyRing
 from api.errors import register_error_handlers
 from config.settings import VERSION, ConfigError, Settings, load_settings
@@ -20,6 +21,8 @@ from services.logs import configure_logging, get_logger, new_request_id, request
 from services.runtime import Runtime
 
 log = get_logger("app")
+access_log = get_logger("access")
+_QUIET_ROUTES = frozenset({"/health", "/ready", "/metrics"})  # probes and scrapes: debug unless failing
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
@@ -27,17 +30,23 @@ def create_app(settings: Settings | None = None) -> Quart:
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.user_hash_salt.get_secret_value(), settings.secret_values())
     app = Quart(__name__)
+    metrics.configure(settings)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, RESPONSE_TIMEOUT=None, BODY_TIMEOUT=30)
     QuartSchema(app, info={"title": "AI Interaction Module", "version": VERSION})
     runtime = Runtime(settings)
     app.extensions["settings"] = settings
     app.extensions["runtime"] = runtime
     app.extensions["router_keys"] = KeyRing(settings.router_service_key)
+    app.extensions["openai_keys"] = KeyRing(settings.valid_api_keys)
+    app.extensions["admin_keys"] = KeyRing(settings.admin_api_keys)
     app.extensions["limits"] = {"platforms": frozenset(settings.platforms),
                                 "max_message_chars": settings.max_message_chars}
     register_error_handlers(app)
     app.register_blueprint(interaction.blueprint)
     app.register_blueprint(operations.blueprint)
+    app.register_blueprint(admin.blueprint)
+    app.register_blueprint(openai_api.blueprint, url_prefix="/api/v1/ai", name="openai")
+    app.register_blueprint(openai_api.blueprint, url_prefix="/v1", name="openai_v1", catch_all=True)
     _register_request_hooks(app)
 
     @app.before_serving
@@ -61,12 +70,17 @@ def _register_request_hooks(app: Quart) -> None:
 
     @app.after_request
     async def _finish_request(response: Response) -> Response:
-        response.headers["X-Request-ID"] = getattr(g, "request_id", "") or new_request_id()
-        route = request.url_rule.rule if request.url_rule else "unmatched"
+        request_id = getattr(g, "request_id", "") or new_request_id()
+        response.headers["X-Request-ID"] = request_id
+        route = request.url_rule.rule if request.url_rule else None
         started = getattr(g, "started", None)
-        if started is not None:
-            metrics.http_request_duration.labels(request.method, route).observe(time.perf_counter() - started)
-        metrics.http_requests_total.labels(request.method, route, str(response.status_code)).inc()
+        elapsed = None if started is None else time.perf_counter() - started
+        status = response.status_code
+        metrics.observe_http(request.method, route, status, elapsed)
+        (access_log.debug if route in _QUIET_ROUTES and status < 400 else access_log.info)(
+            "request", action="http_request", method=request.method, route=route or metrics.UNMATCHED_ROUTE,
+            status=status, request_id=request_id,
+            execution_time_ms=None if elapsed is None else round(elapsed * 1000, 2))
         return response
 
 
@@ -76,7 +90,8 @@ async def serve(app: Quart, settings: Settings) -> None:
 
     config = Config()
     config.bind = [f"{settings.module_host}:{settings.module_port}"]
-    config.accesslog = None
+    config.accesslog = None  # the app logs one JSON access line per request itself
+    config.errorlog = logging.getLogger("hypercorn.error")  # as JSON through the root handler
     config.graceful_timeout = max(settings.shutdown_grace_s, 1.0)
     config.shutdown_timeout = settings.shutdown_grace_s + 15
     stop = asyncio.Event()

@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = None
     config_encryption_key: SecretStr | None = None
     config_cache_ttl_s: float = Field(10, ge=0)
+    db_pool_min: int = Field(1, ge=0, le=100)
+    db_pool_max: int = Field(10, ge=1, le=100)
+    db_timeout_s: float = Field(5, gt=0)
+    queue_lease_s: float = Field(30, gt=0)
+    queue_poll_s: float = Field(1, gt=0)
+    queue_retention_s: float = Field(86400, ge=0)
 
     # --- OpenAI-compatible API (§8) ---------------------------------------------------------
     valid_api_keys: Annotated[list[SecretStr], NoDecode] = []
@@ -152,6 +158,8 @@ class Settings(BaseSettings):
             raise ValueError("FALLBACK_PROVIDER must differ from AI_PROVIDER")
         if not self.platforms:
             raise ValueError("PLATFORMS must name at least one platform")
+        if self.db_pool_min > self.db_pool_max:
+            raise ValueError("DB_POOL_MIN must not exceed DB_POOL_MAX")
         return self
 
     # --- derived ---------------------------------------------------------------------------

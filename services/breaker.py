@@ -42,7 +42,7 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._probe = 0  # ticket of the half-open probe in flight, 0 when none
         self._tickets = 0
-        metrics.set_breaker_state(name, CLOSED)
+        metrics.track_breaker(self)
 
     @property
     def state(self) -> str:

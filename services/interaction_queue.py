@@ -1,7 +1,8 @@
 """The in-memory interaction queue: bounded, deduplicating, with a depth gauge.
 
-The PostgreSQL queue (storage/) offers the same four calls, so the workers do not care which
-one they drain.
+The PostgreSQL queue (storage/pg_queue.py) offers the same calls (`durable`, `enqueue`, `claim`,
+`finish`, `depth`, `reachable`, `take_all`, `erase_user`, `aclose`), so the workers do not care
+which one they drain.
 """
 
 from __future__ import annotations
@@ -11,12 +12,20 @@ from dataclasses import dataclass
 
 from cachetools import TTLCache
 
+from api.errors import ApiError
 from services import metrics
 from services.interaction import Interaction, dedupe_key
 
 
 class QueueFull(Exception):
     """The queue holds MAX_QUEUE interactions already."""
+
+
+class StoreUnavailable(ApiError):
+    """The durable store cannot be reached: answered 503 with Retry-After, never a false ACK."""
+
+    def __init__(self, message: str = "Durable store unavailable, retry later", retry_after_s: int = 5) -> None:
+        super().__init__(503, "store_unavailable", message, headers={"Retry-After": str(retry_after_s)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +72,20 @@ class MemoryQueue:
 
     async def reachable(self) -> bool:
         return True
+
+    async def erase_user(self, platform: str, user_id: str) -> int:
+        """Drop the queued (not yet claimed) interactions of one user; returns how many."""
+        kept, dropped = [], 0
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item.request.platform == platform and item.request.user_id == user_id:
+                dropped += 1
+            else:
+                kept.append(item)
+        for item in kept:
+            self._queue.put_nowait(item)
+        metrics.queue_depth.set(self._queue.qsize())
+        return dropped
 
     def take_all(self) -> list[Interaction]:
         """Empty the queue (used at shutdown for what could not be processed in time)."""

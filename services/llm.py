@@ -3,18 +3,35 @@
 `complete()` tries the primary provider and, when it fails, the fallback provider if one is
 configured and usable (breaker not open, last health probe not failed). It raises the last
 `ProviderError` when nobody answered; deciding on canned replies is the caller's business.
+
+The OpenAI-compatible API uses explicit attempt lists, [(provider, request), ...]:
+`complete_first()` (also reports the seconds spent inside provider calls) and `stream_first()`,
+which fails over only BEFORE the first chunk. Every streamed call is counted exactly once in
+`ai_provider_requests_total` (success, an error kind, or `cancelled` when the consumer stopped).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import aclosing
+from dataclasses import dataclass
 from typing import AsyncIterator
 
 from providers.base import ChatRequest, ChatResult, Provider, ProviderError, ProviderUnavailable, StreamChunk
 from services import metrics
 from services.breaker import CircuitBreaker
 from services.provider_health import ProviderHealth
+
+Attempt = tuple[str, ChatRequest]  # (provider name, request for that provider)
+
+
+@dataclass(slots=True)
+class StreamStats:
+    """Bookkeeping of one streamed completion, filled in by `stream()` / `stream_first()`."""
+
+    provider: str | None = None  # the provider that produced the first chunk
+    provider_wait_s: float = 0.0  # time spent waiting on providers before their first chunk
 
 
 class LLMService:
@@ -26,7 +43,14 @@ class LLMService:
         self.health = health
         self.primary = primary
         self.fallback = fallback
+        self.max_concurrent = max_concurrent
         self._slots = asyncio.Semaphore(max_concurrent)
+        self.active_streams = 0  # provider streams open right now
+
+    @property
+    def busy_slots(self) -> int:
+        """Concurrency slots held right now (calls running, streams open)."""
+        return self.max_concurrent - self._slots._value
 
     def usable(self, name: str) -> bool:
         return self.breakers[name].available and self.health.status(name) is not False
@@ -53,7 +77,21 @@ class LLMService:
         assert error is not None
         raise error
 
-    async def _call(self, name: str, request: ChatRequest) -> ChatResult:
+    async def complete_first(self, attempts: list[Attempt], spent: list[float] | None = None) -> ChatResult:
+        """The first attempt that answers (later ones only when usable). Raises the FIRST attempt's
+        error when none answered. `spent` collects the seconds spent inside each provider call."""
+        error: ProviderError | None = None
+        for index, (name, request) in enumerate(attempts):
+            if index > 0 and not self.usable(name):
+                continue
+            try:
+                return await self._call(name, request, spent)
+            except ProviderError as exc:
+                error = error or exc
+        assert error is not None
+        raise error
+
+    async def _call(self, name: str, request: ChatRequest, spent: list[float] | None = None) -> ChatResult:
         provider = self.providers[name]
         breaker = self.breakers[name]
         if not breaker.available:  # fail fast: don't queue for a slot only to be refused
@@ -64,50 +102,103 @@ class LLMService:
             started = time.perf_counter()
             try:
                 async with breaker.guard():
-                    result = await provider.chat(request)
+                    try:
+                        result = await provider.chat(request)
+                    finally:
+                        if spent is not None:
+                            spent.append(time.perf_counter() - started)
             except ProviderError as exc:
-                metrics.provider_requests_total.labels(name, model, exc.kind).inc()
+                metrics.provider_requests_total.labels(name, metrics.model_label(model), exc.kind).inc()
                 raise
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a provider bug must not escape as success or crash a worker
-                metrics.provider_requests_total.labels(name, model, "error").inc()
+                metrics.provider_requests_total.labels(name, metrics.model_label(model), "error").inc()
                 raise ProviderError(f"{name} failed: {type(exc).__name__}", provider=name) from exc
             finally:
                 metrics.inflight_provider_calls.dec()
-        metrics.provider_latency.labels(name, result.model).observe(time.perf_counter() - started)
-        metrics.provider_requests_total.labels(name, result.model, "success").inc()
-        metrics.tokens_total.labels(name, result.model, "prompt").inc(result.prompt_tokens)
-        metrics.tokens_total.labels(name, result.model, "completion").inc(result.completion_tokens)
+        label = metrics.model_label(result.model, reported=True)
+        metrics.provider_latency.labels(name, label).observe(time.perf_counter() - started)
+        metrics.provider_requests_total.labels(name, label, "success").inc()
+        metrics.tokens_total.labels(name, label, "prompt").inc(result.prompt_tokens)
+        metrics.tokens_total.labels(name, label, "completion").inc(result.completion_tokens)
         return result
 
-    async def stream(self, request: ChatRequest, preferred: str | None = None) -> AsyncIterator[StreamChunk]:
-        """Stream from one provider under its breaker and a concurrency slot (no mid-stream failover)."""
+    async def stream_first(self, attempts: list[Attempt],
+                           stats: StreamStats | None = None) -> AsyncIterator[StreamChunk]:
+        """Stream from the first attempt that produces a chunk; fail over only BEFORE it.
+
+        Later attempts are tried only when usable. With no chunk from anyone, raises the FIRST
+        attempt's error. After the first chunk, a failure propagates (no mid-stream failover).
+        """
+        stats = stats if stats is not None else StreamStats()
+        error: ProviderError | None = None
+        for index, (name, request) in enumerate(attempts):
+            if index > 0 and not self.usable(name):
+                continue
+            async with aclosing(self.stream(request, preferred=name, stats=stats)) as chunks:
+                try:
+                    first = await anext(chunks)
+                except StopAsyncIteration:
+                    error = error or ProviderError(f"{name} stream ended without output", provider=name,
+                                                   kind="garbage")
+                    continue
+                except ProviderError as exc:
+                    error = error or exc
+                    continue
+                stats.provider = name
+                yield first
+                async for chunk in chunks:
+                    yield chunk
+                return
+        assert error is not None
+        raise error
+
+    async def stream(self, request: ChatRequest, preferred: str | None = None,
+                     stats: StreamStats | None = None) -> AsyncIterator[StreamChunk]:
+        """Stream from one provider under its breaker and a concurrency slot (no mid-stream failover).
+
+        Close it (`aclose()`) when stopping early: that closes the provider's stream and frees the slot.
+        """
         name = preferred or self.primary
         provider = self.providers[name]
         breaker = self.breakers[name]
         if not breaker.available:
             raise ProviderUnavailable(f"{name} circuit breaker is open", provider=name)
-        model = request.model or provider.default_model
+        label = metrics.model_label(request.model or provider.default_model)
         async with self._slots:
             metrics.inflight_provider_calls.inc()
+            self.active_streams += 1
             started = time.perf_counter()
             first = True
+            result = "cancelled"  # unless it ends otherwise: the consumer stopped early
             try:
-                async with breaker.guard():
-                    async for chunk in provider.stream(request):
-                        if first and chunk.text:
-                            metrics.provider_ttft.labels(name).observe(time.perf_counter() - started)
+                async with breaker.guard(), aclosing(provider.stream(request)) as parts:
+                    async for chunk in parts:
+                        if first:
                             first = False
+                            if stats is not None:
+                                stats.provider_wait_s += time.perf_counter() - started
+                            if chunk.text:
+                                metrics.provider_ttft.labels(name).observe(time.perf_counter() - started)
                         if chunk.finish_reason:
-                            model = chunk.model or model
-                            metrics.tokens_total.labels(name, model, "prompt").inc(chunk.prompt_tokens)
-                            metrics.tokens_total.labels(name, model, "completion").inc(chunk.completion_tokens)
+                            if chunk.model:
+                                label = metrics.model_label(chunk.model, reported=True)
+                            metrics.tokens_total.labels(name, label, "prompt").inc(chunk.prompt_tokens)
+                            metrics.tokens_total.labels(name, label, "completion").inc(chunk.completion_tokens)
                         yield chunk
+                result = "success"
             except ProviderError as exc:
-                metrics.provider_requests_total.labels(name, model, exc.kind).inc()
+                result = exc.kind
                 raise
+            except Exception as exc:  # a provider bug must not escape as success or crash the caller
+                result = "error"
+                raise ProviderError(f"{name} failed: {type(exc).__name__}", provider=name) from exc
             finally:
+                if first and stats is not None:
+                    stats.provider_wait_s += time.perf_counter() - started
+                self.active_streams -= 1
                 metrics.inflight_provider_calls.dec()
-        metrics.provider_latency.labels(name, model).observe(time.perf_counter() - started)
-        metrics.provider_requests_total.labels(name, model, "success").inc()
+                metrics.provider_requests_total.labels(name, label, result).inc()
+                if result == "success":
+                    metrics.provider_latency.labels(name, label).observe(time.perf_counter() - started)

@@ -37,8 +37,9 @@ class Reply:
 
 class Pipeline:
     def __init__(self, settings: Settings, config_source: Any, context: Any,
-                 limiter: ReplyRateLimiter, llm: LLMService, router: RouterClient) -> None:
+                 limiter: ReplyRateLimiter, llm: LLMService, router: RouterClient, usage: Any = None) -> None:
         self.settings = settings
+        self.usage = usage  # services/usage.py: MemoryUsage or storage/pg_usage.PgUsage
         self.config_source = config_source
         self.context = context
         self.limiter = limiter
@@ -79,7 +80,11 @@ class Pipeline:
                               max_tokens=cfg.max_tokens, request_id=interaction.request_id)
         reason = "provider_error"
         try:
-            result = await self.llm.complete(request, preferred=cfg.provider)
+            preferred = cfg.provider if cfg.provider in self.llm.providers else None
+            result = await self.llm.complete(request, preferred=preferred)
+            if self.usage is not None:
+                await self.usage.record(req.community_id, result.provider, result.model,
+                                        result.prompt_tokens, result.completion_tokens)
             text = clean_reply(result.text, platform=req.platform, prefix=prefix,
                                system_prompt=cfg.system_prompt, bot_name=cfg.triggers.bot_name)
             if text is not None:

@@ -37,7 +37,7 @@ class ProviderHealth:
         results = await asyncio.gather(*(p.health() for p in self.providers.values()), return_exceptions=True)
         for name, result in zip(self.providers, results):
             healthy = result is True
-            if self._status[name] is not None and self._status[name] != healthy:
+            if self._status[name] != healthy and (self._status[name] is not None or not healthy):
                 log.warning("provider health changed", action="provider_health", provider=name,
                             result="healthy" if healthy else "unhealthy")
             self._status[name] = healthy

@@ -75,9 +75,15 @@ class WorkerPool:
         record_outcome(interaction, outcome, trigger, started)
 
     async def drain(self, grace_s: float) -> bool:
-        """Wait until the queue is empty and nothing is in flight, up to `grace_s`. True if drained."""
+        """Wait until the queue is empty and nothing is in flight, up to `grace_s`. True if drained.
+
+        A durable queue is shared with other instances: this one stops claiming and only finishes
+        what it holds; what is still queued stays for the others."""
         deadline = time.monotonic() + grace_s
-        while self.queue.depth() or self._inflight:
+        durable = self.queue.durable
+        if durable:
+            self.queue.stop_claiming()
+        while (not durable and self.queue.depth()) or self._inflight:
             if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(0.02)

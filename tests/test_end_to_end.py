@@ -120,7 +120,8 @@ def test_channel_limit_caps_replies_per_minute(fake_ollama, fake_router):
 
 def test_failing_llm_gives_marked_fallbacks_then_opens_the_breaker(fake_ollama, fake_router):
     fake_ollama.fail_status = 500
-    settings = make_settings(ollama=fake_ollama, router=fake_router, breaker_failure_threshold=3)
+    # One worker: calls admitted concurrently while the breaker is still closed would all reach the fake.
+    settings = make_settings(ollama=fake_ollama, router=fake_router, breaker_failure_threshold=3, worker_count=1)
     with running_app(settings) as app:
         for i in range(6):
             app.post_interaction(interaction_body("hello", user_id=f"u{i}"))

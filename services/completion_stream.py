@@ -1,0 +1,110 @@
+"""Streamed chat completions as OpenAI sends them: Server-Sent Events, one `data: {json}\\n\\n` each.
+
+    data: {"id": "chatcmpl-…", "object": "chat.completion.chunk", …, "choices": [{"delta": {"role": "assistant", …}}]}
+    data: {… "choices": [{"delta": {"content": "Hel"}, "finish_reason": null}]}      (as produced)
+    data: {… "choices": [{"delta": {}, "finish_reason": "stop"}]}
+    data: {… "choices": [], "usage": {…}}                                            (include_usage)
+    data: [DONE]
+
+`open_stream` waits for the provider's first chunk (failing over before it), so a provider that
+fails before producing anything is an HTTP error, not a stream. After that, a provider failure is
+sent in-band as `data: {"error": {…}}` and the stream ends WITHOUT `[DONE]`: `[DONE]` means the
+answer is complete, and the openai SDK raises `APIError` on the error event. Closing the
+generator (client gone) closes the provider stream and frees the concurrency slot.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable
+
+from providers.base import ProviderError, StreamChunk
+from services.completions import CompletionInput, finish_reason, plan, usage
+from services.llm import LLMService, StreamStats
+from services.logs import get_logger
+
+log = get_logger(__name__)
+
+DONE = b"data: [DONE]\n\n"
+
+
+def sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+
+
+@dataclass(slots=True)
+class StreamFrame:
+    """What every chunk of one stream shares: id, created, model (and `usage: null` when asked)."""
+
+    id: str
+    created: int
+    model: str
+    include_usage: bool = False
+
+    def chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return sse({**self._base(), "choices": [choice], **({"usage": None} if self.include_usage else {})})
+
+    def usage_chunk(self, prompt_tokens: int, completion_tokens: int) -> bytes:
+        return sse({**self._base(), "choices": [], "usage": usage(prompt_tokens, completion_tokens)})
+
+    def _base(self) -> dict[str, Any]:
+        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                "model": self.model, "system_fingerprint": None}
+
+
+@dataclass(slots=True)
+class StreamOutcome:
+    """How the stream ended, for the caller's log line: success, an error kind, or cancelled."""
+
+    result: str = "cancelled"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    stats: StreamStats = field(default_factory=StreamStats)
+
+
+async def open_stream(llm: LLMService, given: CompletionInput,
+                      outcome: StreamOutcome) -> tuple[StreamChunk, AsyncIterator[StreamChunk]]:
+    """Start the provider stream and wait for its first chunk; raises ProviderError before it."""
+    chunks = llm.stream_first(plan(llm, given), outcome.stats)
+    try:
+        first = await anext(chunks)
+    except StopAsyncIteration:  # stream_first raises rather than ending empty; be safe anyway
+        raise ProviderError("provider stream ended without output", provider="unknown", kind="garbage") from None
+    return first, chunks
+
+
+async def sse_events(frame: StreamFrame, first: StreamChunk, chunks: AsyncIterator[StreamChunk],
+                     outcome: StreamOutcome, error_body: Callable[[BaseException], dict[str, Any]],
+                     on_end: Callable[[StreamOutcome], None]) -> AsyncIterator[bytes]:
+    """The SSE body: role delta, content deltas as produced, final chunk, usage, [DONE]."""
+    final: StreamChunk | None = None
+    try:
+        async with aclosing(chunks):  # closed however this generator ends
+            yield frame.chunk({"role": "assistant", "content": ""})
+            chunk: StreamChunk | None = first
+            while chunk is not None:
+                if chunk.text:
+                    yield frame.chunk({"content": chunk.text})
+                if chunk.finish_reason:
+                    final = chunk
+                chunk = await anext(chunks, None)
+        if final is None:
+            raise ProviderError("provider stream ended without a final chunk", provider="unknown", kind="garbage")
+        outcome.result = "success"
+    except Exception as exc:
+        outcome.result = exc.kind if isinstance(exc, ProviderError) else "internal_error"
+        if not isinstance(exc, ProviderError):
+            log.error("stream failed", action="openai_stream", error_type=type(exc).__name__, exc_info=exc)
+        yield sse(error_body(exc))
+        return
+    finally:
+        if final is not None:
+            outcome.prompt_tokens, outcome.completion_tokens = final.prompt_tokens, final.completion_tokens
+        on_end(outcome)  # result stays "cancelled" when the client went away first
+    yield frame.chunk({}, finish_reason(final.finish_reason))
+    if frame.include_usage:
+        yield frame.usage_chunk(final.prompt_tokens, final.completion_tokens)
+    yield DONE
