@@ -36,12 +36,14 @@ def _check_content_type() -> None:
 async def accept_interaction() -> tuple[Response, int]:
     runtime = current_app.extensions["runtime"]
     keys = current_app.extensions["router_keys"]
+    # Read the (size-capped) body before any early answer: Hypercorn closes a keep-alive connection
+    # whose request body was left unread, and the router's next request on it would fail.
+    body = await request.get_data(cache=False)
     if keys and not keys.matches(presented_key(request, "X-Service-Key")):
         raise ApiError(401, "unauthorized", "Missing or invalid service key (X-Service-Key)")
     if runtime.draining:
         raise ApiError(503, "shutting_down", "Service is shutting down", headers={"Retry-After": "5"})
     _check_content_type()
-    body = await request.get_data(cache=False)
     try:
         req = InteractionRequest.model_validate_json(body, context=current_app.extensions["limits"])
     except ValidationError as exc:

@@ -16,7 +16,7 @@ from quart import Response, current_app, g, jsonify
 
 from api.openai_errors import from_validation, in_band
 from api.openai_models import ChatCompletionRequest
-from providers.base import ProviderError
+from providers.base import ProviderError, StreamChunk
 from services import completions
 from services.completion_stream import StreamFrame, StreamOutcome, open_stream, sse_events
 from services.completions import CompletionInput, new_completion_id
@@ -62,6 +62,7 @@ async def _complete(llm: LLMService, given: CompletionInput, fields: dict[str, A
         g.openai_provider_s = sum(spent)
     _log(fields, "success", provider=result.provider, model=result.model,
          prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens)
+    await _usage().record(None, result.provider, result.model, result.prompt_tokens, result.completion_tokens)
     return jsonify(body)
 
 
@@ -81,12 +82,23 @@ async def _stream(llm: LLMService, given: CompletionInput, fields: dict[str, Any
         _log(fields, done.result, provider=done.stats.provider, model=frame.model,
              prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens)
 
-    response = Response(sse_events(frame, first, chunks, outcome, in_band, on_end),
+    usage = _usage()
+
+    async def record_usage(final: StreamChunk) -> None:
+        await usage.record(None, outcome.stats.provider or "unknown", final.model or frame.model,
+                           final.prompt_tokens, final.completion_tokens)
+
+    response = Response(sse_events(frame, first, chunks, outcome, in_band, on_end, record_usage),
                         status=200, content_type="text/event-stream; charset=utf-8")
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"  # no proxy buffering either
     response.timeout = None  # never cut a long stream, whatever RESPONSE_TIMEOUT says
     return response
+
+
+def _usage() -> Any:
+    """Token usage sink (community 0: the OpenAI API has no community)."""
+    return current_app.extensions["runtime"].usage
 
 
 def _log(fields: dict[str, Any], result: str, **extra: Any) -> None:

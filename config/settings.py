@@ -6,6 +6,7 @@ List variables are comma-separated (`PLATFORMS=twitch,discord`).
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -15,6 +16,7 @@ VERSION = "1.0.0"
 MODULE_NAME = "ai_interaction_module"
 
 CsvList = Annotated[list[str], NoDecode]
+_URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 ProviderName = Literal["ollama", "waddleai"]
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -186,6 +188,8 @@ class Settings(BaseSettings):
                 out[name] = "set" if value else "unset"
             elif value is None and name in {"router_service_key", "database_url"}:
                 out[name] = "unset"
+            elif isinstance(value, str) and "://" in value:
+                out[name] = _URL_USERINFO.sub("***@", value)  # credentials inside a URL
             elif name != "system_prompt":
                 out[name] = value
         return out

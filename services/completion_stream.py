@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable
+from typing import Awaitable, Any, AsyncIterator, Callable
 
 from providers.base import ProviderError, StreamChunk
 from services.completions import CompletionInput, finish_reason, plan, usage
@@ -78,7 +78,8 @@ async def open_stream(llm: LLMService, given: CompletionInput,
 
 async def sse_events(frame: StreamFrame, first: StreamChunk, chunks: AsyncIterator[StreamChunk],
                      outcome: StreamOutcome, error_body: Callable[[BaseException], dict[str, Any]],
-                     on_end: Callable[[StreamOutcome], None]) -> AsyncIterator[bytes]:
+                     on_end: Callable[[StreamOutcome], None],
+                     record_usage: Callable[[StreamChunk], Awaitable[None]] | None = None) -> AsyncIterator[bytes]:
     """The SSE body: role delta, content deltas as produced, final chunk, usage, [DONE]."""
     final: StreamChunk | None = None
     try:
@@ -104,6 +105,8 @@ async def sse_events(frame: StreamFrame, first: StreamChunk, chunks: AsyncIterat
         if final is not None:
             outcome.prompt_tokens, outcome.completion_tokens = final.prompt_tokens, final.completion_tokens
         on_end(outcome)  # result stays "cancelled" when the client went away first
+    if record_usage is not None:
+        await record_usage(final)
     yield frame.chunk({}, finish_reason(final.finish_reason))
     if frame.include_usage:
         yield frame.usage_chunk(final.prompt_tokens, final.completion_tokens)

@@ -46,3 +46,19 @@ def test_bad_usage_queries_are_a_400_naming_the_field(app, query, field):
 
 def test_usage_needs_the_admin_key(app):
     assert app.http.get("/api/v1/ai/usage").status_code == 401
+
+
+def test_openai_api_usage_is_recorded_streamed_or_not(fake_ollama):
+    import openai
+
+    settings = make_settings(ollama=fake_ollama, admin_api_keys=ADMIN_KEY, valid_api_keys="oa-key")
+    fake_ollama.prompt_tokens, fake_ollama.completion_tokens = 11, 4
+    with running_app(settings) as app:
+        with openai.OpenAI(base_url=app.url + "/v1", api_key="oa-key", max_retries=0) as sdk:
+            sdk.chat.completions.create(model="llama3.2", messages=[{"role": "user", "content": "hi"}])
+            for _ in sdk.chat.completions.create(model="llama3.2", stream=True,
+                                                 messages=[{"role": "user", "content": "hi"}]):
+                pass
+        data = app.http.get("/api/v1/ai/usage?community_id=0", headers=AUTH).json()["data"]
+    assert data["totals"] == {"requests": 2, "prompt_tokens": 22, "completion_tokens": 8, "total_tokens": 30}
+    assert [(r["provider"], r["model"]) for r in data["rows"]] == [("ollama", "llama3.2")]

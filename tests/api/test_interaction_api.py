@@ -173,6 +173,14 @@ class TestServiceKey:
         assert response.status_code == 401
         assert "s3cret" not in response.text
 
+    def test_refused_requests_keep_the_connection_usable(self, keyed):
+        # an early 401 must not leave the body unread (Hypercorn would drop the keep-alive connection)
+        for i in range(40):
+            wrong = keyed.post_interaction(interaction_body("hi" * 500), headers={"X-Service-Key": "nope"})
+            assert wrong.status_code == 401
+            right = keyed.post_interaction(interaction_body("x"), headers={"X-Service-Key": "s3cret-router-key"})
+            assert right.status_code == 202
+
     @pytest.mark.parametrize("headers", [{"X-Service-Key": "s3cret-router-key"},
                                          {"Authorization": "Bearer s3cret-router-key"}])
     def test_right_key_is_accepted(self, keyed, headers):

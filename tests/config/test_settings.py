@@ -57,7 +57,9 @@ def test_fallback_must_differ_from_primary(monkeypatch):
 
 def test_summary_never_contains_secrets():
     s = Settings(_env_file=None, waddleai_api_key="sk-very-secret", router_api_key="router-secret",
-                 valid_api_keys="open-ai-key-1", database_url="postgresql://u:pw-secret@h/db")
+                 valid_api_keys="open-ai-key-1", database_url="postgresql://u:pw-secret@h/db",
+                 router_api_url="https://bot:url-secret@router.internal/api/v1/router")
     text = repr(s.summary())
-    for secret in ("sk-very-secret", "router-secret", "open-ai-key-1", "pw-secret"):
+    assert "https://***@router.internal/api/v1/router" in text
+    for secret in ("sk-very-secret", "router-secret", "open-ai-key-1", "pw-secret", "url-secret"):
         assert secret not in text
