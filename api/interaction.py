@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import json
+import time
 
 from pydantic import ValidationError
-from quart import Blueprint, Response, current_app, g, jsonify, request
+from quart import Blueprint, Response, current_app, g, request
 from quart_schema import document_request, document_response
 
 from api.auth import presented_key
@@ -18,8 +19,12 @@ from services.interaction_queue import QueueFull
 blueprint = Blueprint("interaction", __name__, url_prefix="/api/v1/ai")
 
 
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def _timestamp() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + ".%03dZ" % (int(now * 1000) % 1000)
 
 
 def _check_content_type() -> None:
@@ -33,6 +38,11 @@ def _check_content_type() -> None:
 @document_request(InteractionRequest)
 @document_response(AcceptedResponse, 202)
 @document_response(ErrorResponse, 400)
+@document_response(ErrorResponse, 401)
+@document_response(ErrorResponse, 413)
+@document_response(ErrorResponse, 415)
+@document_response(ErrorResponse, 429)
+@document_response(ErrorResponse, 503)
 async def accept_interaction() -> tuple[Response, int]:
     runtime = current_app.extensions["runtime"]
     keys = current_app.extensions["router_keys"]
@@ -61,4 +71,4 @@ async def accept_interaction() -> tuple[Response, int]:
     if enqueued.duplicate:
         body_out["duplicate"] = True
         metrics.interactions_total.labels(outcome="duplicate", trigger="none").inc()
-    return jsonify(body_out), 202
+    return Response(_encode(body_out), status=202, content_type="application/json")

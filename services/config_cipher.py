@@ -3,13 +3,15 @@ the first encrypts, every one decrypts). Plaintext keys are never logged nor ret
 
 from __future__ import annotations
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-
 from config.settings import ConfigError, Settings
 
 
 class ConfigCipher:
     def __init__(self, keys: str) -> None:
+        # imported here: only a deployment with CONFIG_ENCRYPTION_KEY pays for cryptography
+        from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+        self._invalid_token = InvalidToken
         parts = [k.strip() for k in keys.split(",") if k.strip()]
         if not parts:
             raise ValueError("no key")
@@ -36,5 +38,5 @@ class ConfigCipher:
         """The plaintext; raises ValueError when no configured key opens it."""
         try:
             return self._fernet.decrypt(token.encode()).decode()
-        except InvalidToken:
+        except self._invalid_token:
             raise ValueError("API key encrypted with a key not in CONFIG_ENCRYPTION_KEY") from None

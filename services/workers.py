@@ -24,7 +24,8 @@ def record_outcome(interaction: Interaction, outcome: str, trigger: str, started
     req = interaction.request
     metrics.interactions_total.labels(outcome=outcome, trigger=trigger).inc()
     metrics.interaction_duration.labels(outcome=outcome).observe(max(0.0, interaction.age_s))
-    log.info(
+    # Most chat is ignored: those lines go to debug (the metrics count them), the rest to info.
+    (log.debug if outcome == "ignored" else log.info)(
         "interaction finished", action="process_interaction", result=outcome, trigger=trigger,
         interaction_id=interaction.id, request_id=interaction.request_id, platform=req.platform,
         community=req.community_id, user=hash_user(req.user_id),
