@@ -1,0 +1,1 @@
+"""Benchmark suite of the AI Interaction Module: `make bench` (see BENCHMARKS.md for the method)."""
