@@ -1,7 +1,10 @@
 """Reply rate limits (§3.2): one reply per user per cooldown, N replies per channel per minute.
 
 `try_acquire` checks and reserves in one step, so concurrent workers cannot both pass.
-Memory is bounded: both maps are LRU caches whose entries age out on their own.
+Memory follows activity, not history: the maps are kept in time order (an entry moves to the end
+when it is touched), and entries that can no longer refuse anything — a user whose cooldown is
+over, a channel without a reply in the last minute — are dropped from the front as time passes.
+`max_keys` is a hard cap on top.
 """
 
 from __future__ import annotations
@@ -10,9 +13,9 @@ import time
 from collections import deque
 from typing import Callable
 
-from cachetools import LRUCache
-
 from services import metrics
+
+WINDOW_S = 60.0
 
 
 class ReplyRateLimiter:
@@ -20,31 +23,53 @@ class ReplyRateLimiter:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.user_cooldown_s = user_cooldown_s
         self.channel_per_min = channel_per_min
+        self.max_keys = max_keys
         self._clock = clock
-        self._last_user_reply: LRUCache[tuple[str, str, str], float] = LRUCache(max_keys)
-        self._channel_replies: LRUCache[tuple[str, str], deque[float]] = LRUCache(max_keys)
+        self._longest_cooldown = user_cooldown_s  # per-community cooldowns may be longer
+        self._last_user_reply: dict[tuple[str, str, str], float] = {}
+        self._channel_replies: dict[tuple[str, str], deque[float]] = {}
 
     def try_acquire(self, platform: str, entity_id: str, user_id: str,
                     user_cooldown_s: float | None = None, channel_per_min: int | None = None) -> str | None:
         """Reserve a reply slot. Returns None when allowed, else the scope that refused: user | channel."""
         cooldown = self.user_cooldown_s if user_cooldown_s is None else user_cooldown_s
         per_min = self.channel_per_min if channel_per_min is None else channel_per_min
+        self._longest_cooldown = max(self._longest_cooldown, cooldown)
         now = self._clock()
+        self._prune(now)
         user_key = (platform, entity_id, user_id)
         last = self._last_user_reply.get(user_key)
         if last is not None and now - last < cooldown:
             metrics.rate_limited_total.labels(scope="user").inc()
             return "user"
         channel_key = (platform, entity_id)
-        window = self._channel_replies.get(channel_key)
-        if window is None:
-            window = deque()
-            self._channel_replies[channel_key] = window
-        while window and now - window[0] >= 60.0:
+        window = self._channel_replies.pop(channel_key, None) or deque()
+        while window and now - window[0] >= WINDOW_S:
             window.popleft()
         if len(window) >= per_min:
+            self._channel_replies[channel_key] = window
             metrics.rate_limited_total.labels(scope="channel").inc()
             return "channel"
         window.append(now)
+        self._channel_replies[channel_key] = window  # re-inserted: the map stays in time order
+        self._last_user_reply.pop(user_key, None)
         self._last_user_reply[user_key] = now
         return None
+
+    def _prune(self, now: float) -> None:
+        users = self._last_user_reply
+        while users:
+            oldest = next(iter(users))
+            if now - users[oldest] < self._longest_cooldown and len(users) <= self.max_keys:
+                break
+            del users[oldest]
+        channels = self._channel_replies
+        while channels:
+            oldest = next(iter(channels))
+            window = channels[oldest]
+            if window and now - window[-1] < WINDOW_S and len(channels) <= self.max_keys:
+                break
+            del channels[oldest]
+
+    def __len__(self) -> int:
+        return len(self._last_user_reply) + len(self._channel_replies)

@@ -1,0 +1,75 @@
+"""Reply rate limits: per-user cooldown, per-channel minute window, memory that follows activity."""
+
+from __future__ import annotations
+
+from services.rate_limits import ReplyRateLimiter
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_user_cooldown_refuses_then_allows():
+    clock = Clock()
+    limiter = ReplyRateLimiter(10, 100, clock=clock)
+    assert limiter.try_acquire("twitch", "c1", "u1") is None
+    clock.now += 9.9
+    assert limiter.try_acquire("twitch", "c1", "u1") == "user"
+    assert limiter.try_acquire("twitch", "c2", "u1") is None  # another channel: its own cooldown
+    clock.now += 0.1
+    assert limiter.try_acquire("twitch", "c1", "u1") is None
+
+
+def test_channel_window_is_a_sliding_minute():
+    clock = Clock()
+    limiter = ReplyRateLimiter(0, 3, clock=clock)
+    for i in range(3):
+        assert limiter.try_acquire("twitch", "c1", f"u{i}") is None
+        clock.now += 10
+    assert limiter.try_acquire("twitch", "c1", "u9") == "channel"
+    assert limiter.try_acquire("twitch", "other", "u9") is None
+    clock.now += 30.1  # the first reply, 60.1 s ago now, left the window
+    assert limiter.try_acquire("twitch", "c1", "u9") is None
+
+
+def test_refusals_do_not_reserve_and_per_call_overrides_apply():
+    clock = Clock()
+    limiter = ReplyRateLimiter(10, 1, clock=clock)
+    assert limiter.try_acquire("kick", "c", "a", user_cooldown_s=0, channel_per_min=2) is None
+    assert limiter.try_acquire("kick", "c", "b", user_cooldown_s=0, channel_per_min=2) is None
+    assert limiter.try_acquire("kick", "c", "c", user_cooldown_s=0, channel_per_min=2) == "channel"
+    clock.now += 61
+    assert limiter.try_acquire("kick", "c", "a", user_cooldown_s=0, channel_per_min=2) is None
+
+
+def test_memory_holds_only_entries_that_can_still_refuse():
+    clock = Clock()
+    limiter = ReplyRateLimiter(10, 20, clock=clock)
+    for i in range(5000):
+        assert limiter.try_acquire("twitch", f"chan{i % 500}", f"user{i}") is None
+        clock.now += 0.01  # 50 s of traffic
+    assert len(limiter) > 500
+    clock.now += 61  # a quiet minute later, one new message
+    assert limiter.try_acquire("twitch", "fresh", "someone") is None
+    assert len(limiter) == 2  # that user and that channel; everything else aged out
+
+
+def test_longer_community_cooldown_is_not_pruned_early():
+    clock = Clock()
+    limiter = ReplyRateLimiter(1, 100, clock=clock)
+    assert limiter.try_acquire("twitch", "c", "u", user_cooldown_s=120) is None
+    clock.now += 90
+    assert limiter.try_acquire("twitch", "c", "other") is None  # triggers pruning
+    assert limiter.try_acquire("twitch", "c", "u", user_cooldown_s=120) == "user"
+
+
+def test_hard_cap_bounds_the_maps():
+    clock = Clock()
+    limiter = ReplyRateLimiter(3600, 10_000, max_keys=100, clock=clock)
+    for i in range(1000):
+        limiter.try_acquire("twitch", f"c{i}", f"u{i}")
+    assert len(limiter) <= 2 * 101
