@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install bench clean
+.PHONY: run test install bench soak audit clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,17 @@ test: $(STAMP)
 bench: $(STAMP)
 	@$(PY) -m pip show py-spy >/dev/null 2>&1 || $(PY) -m pip install --quiet py-spy || true
 	$(PY) -m bench $(BENCH_ARGS)
+
+# The soak (≈ 10 min; not part of `make test`): mixed traffic with injected faults on real processes,
+# ending with the books balanced and RSS flat. SOAK_SECONDS=60 for a short run; SOAK_ROUTER_DOWN_S
+# (default 20) is the router outage; the figures go to stdout and to SOAK_REPORT. See RELIABILITY.md.
+SOAK_SECONDS ?= 600
+soak: $(STAMP)
+	SOAK_SECONDS=$(SOAK_SECONDS) $(PY) -m pytest -q -s -p no:cacheprovider -o timeout=0 tests/hardening/test_soak.py
+
+# Known vulnerabilities in the pinned requirements (pip-audit; PyPI's vulnerability service, then OSV).
+audit: $(STAMP)
+	$(PY) .ci/audit.py requirements.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache

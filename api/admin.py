@@ -13,10 +13,14 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from quart import Blueprint, Response, current_app, jsonify, request
+from quart_schema import document_querystring, document_request, document_response
 
-from api.admin_models import CommunityQuery, ConfigUpdate, ErasePath, UsageQuery
+from api.admin_models import (
+    CommunityQuery, ConfigResponse, ConfigUpdate, ErasePath, EraseResponse, UsageQuery, UsageResponse,
+)
 from api.auth import presented_key
 from api.errors import ApiError, from_validation_error
+from api.models import ErrorResponse
 from services import metrics
 from services.community_config import shown
 from services.logs import get_logger, hash_user
@@ -24,6 +28,15 @@ from services.usage import totals
 
 log = get_logger(__name__)
 blueprint = Blueprint("admin", __name__, url_prefix="/api/v1/ai")
+
+
+def _errors(*statuses: int):  # type: ignore[no-untyped-def]
+    """Document the service's error shape for each status (401 and 503 apply to every route here)."""
+    def decorate(func):  # type: ignore[no-untyped-def]
+        for status in (400, 401, *statuses, 503):
+            func = document_response(ErrorResponse, status)(func)
+        return func
+    return decorate
 
 
 @blueprint.before_request
@@ -56,12 +69,19 @@ async def _config_answer(community_id: int | None) -> dict[str, Any]:
 
 
 @blueprint.get("/config")
+@document_querystring(CommunityQuery)
+@document_response(ConfigResponse, 200)
+@_errors()
 async def get_config() -> Response:
     query = _parse(CommunityQuery, request.args.to_dict())
     return jsonify(await _config_answer(query.community_id))
 
 
 @blueprint.put("/config")
+@document_querystring(CommunityQuery)
+@document_request(ConfigUpdate)
+@document_response(ConfigResponse, 200)
+@_errors(409, 413)
 async def put_config() -> Response:
     runtime = _runtime()
     query = _parse(CommunityQuery, request.args.to_dict())
@@ -91,6 +111,8 @@ async def put_config() -> Response:
 
 
 @blueprint.delete("/context/<platform>/<user_id>")
+@document_response(EraseResponse, 200)
+@_errors()
 async def erase_user(platform: str, user_id: str) -> Response:
     runtime = _runtime()
     path = _parse(ErasePath, {"platform": platform, "user_id": user_id})
@@ -107,6 +129,9 @@ async def erase_user(platform: str, user_id: str) -> Response:
 
 
 @blueprint.get("/usage")
+@document_querystring(UsageQuery)
+@document_response(UsageResponse, 200)
+@_errors()
 async def usage() -> Response:
     runtime = _runtime()
     query = _parse(UsageQuery, request.args.to_dict())

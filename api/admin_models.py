@@ -10,16 +10,27 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-Word = Annotated[str, Field(min_length=1, max_length=100)]
-Mark = Annotated[str, Field(min_length=1, max_length=10)]
+from api.models import COMMUNITY_ID_MAX, NUL_MESSAGE
+
+
+def _no_nul(value: str | None) -> str | None:
+    """PostgreSQL text and jsonb cannot hold NUL (U+0000): refused here, not at the store."""
+    if value is not None and "\x00" in value:
+        raise ValueError(NUL_MESSAGE)
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+Word = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_no_nul)]
+Mark = Annotated[str, Field(min_length=1, max_length=10), AfterValidator(_no_nul)]
 
 
 class TriggerUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    bot_name: str | None = Field(None, min_length=1, max_length=100)
+    bot_name: Text | None = Field(None, min_length=1, max_length=100)
     greetings: list[Word] | None = Field(None, max_length=200)
     farewells: list[Word] | None = Field(None, max_length=200)
     question_marks: list[Mark] | None = Field(None, max_length=20)
@@ -31,11 +42,11 @@ class ConfigUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     provider: Literal["ollama", "waddleai"] | None = None
-    model: str | None = Field(None, min_length=1, max_length=200)
+    model: Text | None = Field(None, min_length=1, max_length=200)
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, ge=1, le=32768)
-    system_prompt: str | None = Field(None, min_length=1, max_length=8000)
-    base_url: str | None = Field(None, min_length=1, max_length=500)
+    system_prompt: Text | None = Field(None, min_length=1, max_length=8000)
+    base_url: Text | None = Field(None, min_length=1, max_length=500)
     api_key: SecretStr | None = Field(None, min_length=1, max_length=2000)
     user_cooldown_s: float | None = Field(None, ge=0, le=86400)
     channel_max_replies_per_min: int | None = Field(None, ge=0, le=100_000)
@@ -60,13 +71,13 @@ class ConfigUpdate(BaseModel):
 class CommunityQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    community_id: int | None = Field(None, gt=0)
+    community_id: int | None = Field(None, gt=0, le=COMMUNITY_ID_MAX)
 
 
 class UsageQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    community_id: int | None = Field(None, ge=0)
+    community_id: int | None = Field(None, ge=0, le=COMMUNITY_ID_MAX)
     since: date | None = None
 
     @field_validator("since", mode="before")
@@ -78,5 +89,44 @@ class UsageQuery(BaseModel):
 
 
 class ErasePath(BaseModel):
-    platform: str = Field(min_length=1, max_length=50)
-    user_id: str = Field(min_length=1, max_length=255)
+    platform: Text = Field(min_length=1, max_length=50)
+    user_id: Text = Field(min_length=1, max_length=255)
+
+
+# --- response shapes, for the OpenAPI document -----------------------------------------------------
+class ConfigData(BaseModel):
+    community_id: int | None
+    effective: dict[str, Any]
+    overrides: dict[str, Any]
+    updated_at: str | None
+    persisted: bool
+
+
+class ConfigResponse(BaseModel):
+    success: bool = True
+    data: ConfigData
+
+
+class EraseData(BaseModel):
+    platform: str
+    context_rows: int
+    queued_rows: int
+    persisted: bool
+
+
+class EraseResponse(BaseModel):
+    success: bool = True
+    data: EraseData
+
+
+class UsageData(BaseModel):
+    community_id: int | None
+    since: str | None
+    rows: list[dict[str, Any]]
+    totals: dict[str, int]
+    persisted: bool
+
+
+class UsageResponse(BaseModel):
+    success: bool = True
+    data: UsageData

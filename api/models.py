@@ -13,7 +13,24 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 METADATA_MAX_BYTES = 4096
+# PostgreSQL's integer: community ids beyond it cannot be stored or looked up.
+COMMUNITY_ID_MAX = 2_147_483_647
+# Strings are refused when they hold NUL (U+0000): PostgreSQL text and jsonb cannot store it, and
+# no chat platform sends it. Checked in both modes, so a body means the same with or without it.
+TEXT_FIELDS = ("session_id", "user_id", "entity_id", "platform", "username", "display_name", "message_type",
+               "message_content", "message_id", "channel_id", "execution_id")
+NUL_MESSAGE = "must not contain NUL (U+0000) characters"
 
+
+def _has_nul(value: Any) -> bool:
+    """NUL anywhere in a JSON value (strings and object keys, nested)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 class InteractionRequest(BaseModel):
@@ -30,8 +47,15 @@ class InteractionRequest(BaseModel):
     message_id: str | None = Field(None, min_length=1, max_length=255)
     channel_id: str | None = Field(None, max_length=255)
     execution_id: str | None = Field(None, max_length=255)
-    community_id: int | None = Field(None, gt=0, strict=True)
+    community_id: int | None = Field(None, gt=0, le=COMMUNITY_ID_MAX, strict=True)
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator(*TEXT_FIELDS)
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError(NUL_MESSAGE)
+        return value
 
     @field_validator("platform")
     @classmethod
@@ -56,9 +80,14 @@ class InteractionRequest(BaseModel):
         if value is None:
             return {}
         if isinstance(value, dict):
-            size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
-            if size > METADATA_MAX_BYTES:
+            try:  # echoed to the router as JSON: NaN and Infinity have no JSON form
+                text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+            except ValueError:
+                raise ValueError("must not contain NaN or Infinity") from None
+            if len(text.encode()) > METADATA_MAX_BYTES:
                 raise ValueError(f"must serialize to at most {METADATA_MAX_BYTES} bytes")
+            if "\\u0000" in text and _has_nul(value):
+                raise ValueError(NUL_MESSAGE)
         return value
 
     @property
@@ -88,3 +117,34 @@ class ErrorBody(BaseModel):
 class ErrorResponse(BaseModel):
     success: bool = False
     error: ErrorBody
+
+
+class HealthResponse(BaseModel):
+    status: str
+    version: str
+    uptime_s: float
+
+
+class ReadyResponse(BaseModel):
+    ready: bool
+    reason: str | None
+    draining: bool
+    providers: dict[str, dict[str, Any]]
+
+
+class StatusData(BaseModel):
+    module: str
+    version: str
+    provider: str
+    fallback_provider: str | None
+    model: str
+    providers: dict[str, dict[str, Any]]
+    queue_depth: int
+    inflight: int
+    draining: bool
+    durable: bool
+
+
+class StatusResponse(BaseModel):
+    success: bool = True
+    data: StatusData

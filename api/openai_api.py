@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from quart import Blueprint, Response, current_app, g, jsonify, request
 from quart_schema import document_request, document_response, hide
+from werkzeug.routing import PathConverter
 
 from api.auth import presented_key
 from api.openai_errors import OpenAIError, register_error_handlers
@@ -38,9 +39,17 @@ class OpenAIServices:
     catalog: ModelCatalog
 
 
+class AnyPath(PathConverter):
+    """`path`, but also across line breaks (Werkzeug's `.` stops at "\\n"): a model id or an unknown
+    URL holding one still reaches these routes and gets an OpenAI-shaped answer."""
+
+    regex = "[^/][\\s\\S]*?"
+
+
 @blueprint.record_once
 def _setup(state: object) -> None:
     app = state.app  # type: ignore[attr-defined]
+    app.url_map.converters["anypath"] = AnyPath  # before this blueprint's rules are added
     settings = app.extensions["settings"]
     app.extensions["openai"] = OpenAIServices(
         KeyRateLimiter(settings.completions_rate_per_min),
@@ -50,7 +59,7 @@ def _setup(state: object) -> None:
 @blueprint.record
 def _add_catch_all(state: object) -> None:
     if state.options.get("catch_all"):  # type: ignore[attr-defined]
-        for index, rule in enumerate(("", "/", "/<path:rest>")):
+        for index, rule in enumerate(("", "/", "/<anypath:rest>")):
             state.add_url_rule(rule, f"unknown_url_{index}", _unknown_url, methods=OTHER_METHODS)  # type: ignore
 
 
@@ -92,6 +101,7 @@ async def _overhead(response: Response) -> Response:
 @document_response(OpenAIErrorResponse, 400)
 @document_response(OpenAIErrorResponse, 401)
 @document_response(OpenAIErrorResponse, 404)
+@document_response(OpenAIErrorResponse, 413)
 @document_response(OpenAIErrorResponse, 429)
 @document_response(OpenAIErrorResponse, 503)
 async def chat_completions() -> Response:
@@ -112,14 +122,16 @@ async def chat_completions() -> Response:
 
 @blueprint.get("/models")
 @document_response(ModelList, 200)
+@document_response(OpenAIErrorResponse, 401)
 async def list_models() -> Response:
     llm = current_app.extensions["runtime"].llm
     entries = await current_app.extensions["openai"].catalog.entries(llm) if llm else []
     return jsonify({"object": "list", "data": [e.as_openai() for e in entries]})
 
 
-@blueprint.get("/models/<path:model_id>")
+@blueprint.get("/models/<anypath:model_id>")
 @document_response(Model, 200)
+@document_response(OpenAIErrorResponse, 401)
 @document_response(OpenAIErrorResponse, 404)
 async def get_model(model_id: str) -> Response:
     llm = current_app.extensions["runtime"].llm
@@ -145,6 +157,6 @@ async def _unknown_url(rest: str = "") -> Response:
 
 for _endpoint, _rule, _allowed in (("chat_completions_other", "/chat/completions", "POST"),
                                    ("list_models_other", "/models", "GET"),
-                                   ("get_model_other", "/models/<path:model_id>", "GET")):
+                                   ("get_model_other", "/models/<anypath:model_id>", "GET")):
     blueprint.add_url_rule(_rule, _endpoint, _wrong_method(_allowed),
                            methods=[m for m in OTHER_METHODS if m != _allowed])

@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 
 from quart import Blueprint, Response, current_app, jsonify
+from quart_schema import document_response
 
+from api.models import HealthResponse, ReadyResponse, StatusResponse
 from config.settings import MODULE_NAME, VERSION
 from services import metrics
 
@@ -22,6 +24,7 @@ def _providers() -> dict[str, dict[str, object]]:
 
 
 @blueprint.get("/health")
+@document_response(HealthResponse, 200)
 async def health() -> Response:
     runtime = current_app.extensions["runtime"]
     return jsonify({"status": "healthy", "version": VERSION,
@@ -29,6 +32,8 @@ async def health() -> Response:
 
 
 @blueprint.get("/ready")
+@document_response(ReadyResponse, 200)
+@document_response(ReadyResponse, 503)
 async def ready() -> tuple[Response, int]:
     runtime = current_app.extensions["runtime"]
     ok, reason = await runtime.ready()
@@ -37,6 +42,7 @@ async def ready() -> tuple[Response, int]:
 
 
 @blueprint.get("/api/v1/ai/status")
+@document_response(StatusResponse, 200)
 async def status() -> Response:
     runtime = current_app.extensions["runtime"]
     s = runtime.settings

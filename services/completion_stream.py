@@ -31,7 +31,12 @@ DONE = b"data: [DONE]\n\n"
 
 
 def sse(payload: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    try:
+        data = text.encode()
+    except UnicodeEncodeError:  # a lone surrogate from the provider ("\ud83d"): keep it, escaped
+        data = json.dumps(payload, ensure_ascii=True, separators=(",", ":")).encode()
+    return b"data: " + data + b"\n\n"
 
 
 @dataclass(slots=True)

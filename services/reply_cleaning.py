@@ -28,6 +28,9 @@ _AT_MASS = re.compile(r"@(everyone|here|channel)", re.IGNORECASE)
 _SLACK_SPECIAL = re.compile(r"<!([^<>|^]*)[^<>]*>")
 # Discord role mentions ping a whole role: <@&123>.
 _DISCORD_ROLE = re.compile(r"<@&(\d*)>")
+# A lone UTF-16 surrogate (a provider's JSON may carry "\ud83d" alone, e.g. half an emoji cut by a
+# token boundary): it cannot be encoded as UTF-8, so the reply could be neither posted nor stored.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def platform_limit(platform: str) -> int:
@@ -101,6 +104,7 @@ def clean_reply(
 ) -> str | None:
     """The final chat line (prefix included), or None when nothing usable remains."""
     body = (text or "").replace("\r\n", "\n").replace("\r", "\n").strip()
+    body = _SURROGATE.sub("\ufffd", body)
     leak = _leak_pattern(system_prompt) if system_prompt else None
     if leak is not None and body:
         removed = leak.sub("", body)

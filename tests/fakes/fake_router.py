@@ -17,6 +17,8 @@ Controls (plain attributes, settable at any time from any thread):
 - `delay`: seconds to wait before answering.
 - `hang`: while true, requests are not answered (released when cleared, the caller disconnects,
   or the fake stops). A caller that disconnects while waiting gets nothing recorded as a reply.
+- `hang_if`: a predicate on the attempt dict; the requests it is true for hang like `hang` (only
+  those: the others are answered meanwhile). Cleared (None) or false again: released.
 - `down`: connection failures. Setting `down = True` stops the server so that connections are
   refused; `down = False` starts it again on the same port. Both block up to ~1 s (from an async
   test, prefer `await asyncio.to_thread(setattr, fake, "down", True)`).
@@ -28,7 +30,7 @@ import asyncio
 import json
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from tests.server_thread import ServerThread, free_port
 
@@ -43,6 +45,7 @@ class FakeRouter:
         self.retry_after: str | float | None = None
         self.delay: float = 0.0
         self.hang: bool = False
+        self.hang_if: Callable[[dict[str, Any]], bool] | None = None
         self.attempts: list[dict[str, Any]] = []
         self.replies: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -84,7 +87,7 @@ class FakeRouter:
     def reset(self) -> None:
         """Clear controls and records."""
         self.fail_status = self.fail_times = self.retry_after = None
-        self.delay, self.hang = 0.0, False
+        self.delay, self.hang, self.hang_if = 0.0, False, None
         with self._lock:
             self.attempts.clear()
             self.replies.clear()
@@ -151,7 +154,7 @@ class FakeRouter:
         gone = asyncio.ensure_future(receive())  # completes with http.disconnect if the caller leaves
         try:
             until = time.monotonic() + self.delay
-            while (self.hang or time.monotonic() < until) and not self._released:
+            while (self.hang or self._held(attempt) or time.monotonic() < until) and not self._released:
                 if gone.done():
                     return
                 await asyncio.sleep(0.005)
@@ -170,6 +173,10 @@ class FakeRouter:
             await send({"type": "http.response.body", "body": data})
         finally:
             gone.cancel()
+
+    def _held(self, attempt: dict[str, Any]) -> bool:
+        predicate = self.hang_if
+        return bool(predicate is not None and predicate(attempt))
 
     def _decide(self, attempt: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], dict[str, Any]]:
         if attempt["path"] != self.PREFIX + "/responses":
