@@ -37,7 +37,7 @@ def decide(report: dict[str, Any]) -> tuple[int, str]:
     if deps and not audited:
         return UNREACHABLE, (f"pip-audit: could not audit: the vulnerability source was unreachable for all "
                              f"{len(deps)} dependencies (e.g. {skipped[0]['skip_reason']}). Not a pass: run "
-                             "`make audit` where https://pypi.org/pypi/<name>/<version>/json is reachable.")
+                             "`make audit` where PyPI's per-version JSON API is reachable.")
     note = f"; {len(skipped)} not checked: " + ", ".join(d["name"] for d in skipped) if skipped else ""
     return CLEAN, f"pip-audit: no known vulnerabilities in {len(audited)} audited dependencies{note}"
 
