@@ -61,6 +61,8 @@ def pg_available() -> None:
     try:
         run_sync(lambda: _admin(lambda c: c.fetchval("SELECT 1")))
     except Exception as exc:  # noqa: BLE001
+        if os.environ.get("CI"):  # .ci/run starts PostgreSQL: in CI a missing server is a failure
+            pytest.fail(f"PostgreSQL not reachable at {BASE_DSN}: {exc!r}")
         pytest.skip(f"PostgreSQL not reachable at {BASE_DSN}: {exc!r}")
 
 
