@@ -19,6 +19,7 @@ import sys
 import time
 from typing import Any
 
+from tests.fakes.asgi import answer_lifespan, read_body
 from tests.fakes.fake_ollama import FakeOllama
 from tests.fakes.fake_openai import FakeOpenAI
 
@@ -34,14 +35,9 @@ class CountingRouter:
         self.last_reply_at: float | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        body = b""
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
+        if body is None:
+            return
         if scope["path"] != "/api/v1/router/responses":
             await _respond(send, 404, {"success": False})
             return
@@ -64,12 +60,8 @@ class Controlled:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                kind = message["type"].rsplit(".", 1)[-1]
-                await send({"type": f"lifespan.{kind}.complete"})
-                if kind == "shutdown":
-                    return
+            await answer_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         path = scope["path"]
@@ -77,12 +69,7 @@ class Controlled:
             await _respond(send, 200, self.stats())
             return
         if path == "/__bench/set":
-            body = b""
-            while True:
-                message = await receive()
-                body += message.get("body", b"")
-                if not message.get("more_body"):
-                    break
+            body = await read_body(receive)
             changes = json.loads(body or b"{}")
             bad = set(changes) - SETTABLE
             if bad:

@@ -13,6 +13,8 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
 
+from tests.fakes.asgi import answer_lifespan, read_body
+
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -75,23 +77,16 @@ class FakeUpstream:
     # --- ASGI -------------------------------------------------------------------------------
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                kind = message["type"].rsplit(".", 1)[-1]
-                await send({"type": f"lifespan.{kind}.complete"})
-                if kind == "shutdown":
-                    return
+            await answer_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         self._loop = asyncio.get_running_loop()
         if self._release is None:
             self._release = asyncio.Event()
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
+        if body is None:
+            return
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         try:
             payload: Any = json.loads(body) if body else None

@@ -32,6 +32,7 @@ import threading
 import time
 from typing import Any, Callable
 
+from tests.fakes.asgi import answer_lifespan, read_body
 from tests.server_thread import ServerThread, free_port
 
 
@@ -123,23 +124,13 @@ class FakeRouter:
     # --- ASGI -----------------------------------------------------------------------------
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await answer_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
-        raw = b""
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            raw += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        raw = await read_body(receive)
+        if raw is None:
+            return
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
