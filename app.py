@@ -59,6 +59,10 @@ def create_app(settings: Settings | None = None) -> Quart:
         # of the collector's scans, so full collections under load stay short (ACK tail latency).
         gc.collect()
         gc.freeze()
+        # Each ACK allocates a few hundred short-lived objects; with the default threshold (700) a
+        # young collection ran every couple of requests. Fewer, larger ones: −9 % CPU per ACK
+        # (BENCHMARKS.md). Older generations keep their defaults, so cycles are still collected.
+        gc.set_threshold(50_000, 10, 10)
 
     @app.after_serving
     async def _stop() -> None:
@@ -68,27 +72,45 @@ def create_app(settings: Settings | None = None) -> Quart:
 
 
 def _register_request_hooks(app: Quart) -> None:
+    # Each request-local object is read through its proxy once per hook (each proxy access costs a
+    # context lookup); the access line is built only when it will be written.
+    debug_access = access_log.is_enabled_for(logging.DEBUG)
+
     @app.before_request
     async def _bind_request() -> None:
         given = request.headers.get("X-Request-ID", "")
-        g.request_id = given if _REQUEST_ID.match(given) else new_request_id()
-        g.started = time.perf_counter()
-        request_id_var.set(g.request_id)
+        request_g = g._get_current_object()
+        request_g.request_id = request_id = given if _REQUEST_ID.match(given) else new_request_id()
+        request_g.started = time.perf_counter()
+        request_id_var.set(request_id)
 
     @app.after_request
     async def _finish_request(response: Response) -> Response:
-        request_id = getattr(g, "request_id", "") or new_request_id()
+        req, request_g = request._get_current_object(), g._get_current_object()
+        request_id = getattr(request_g, "request_id", None) or new_request_id()
         response.headers["X-Request-ID"] = request_id
-        route = request.url_rule.rule if request.url_rule else None
-        started = getattr(g, "started", None)
+        route = req.url_rule.rule if req.url_rule else None
+        started = getattr(request_g, "started", None)
         elapsed = None if started is None else time.perf_counter() - started
         status = response.status_code
-        metrics.observe_http(request.method, route, status, elapsed)
-        (access_log.debug if status < 400 else access_log.info)(
-            "request", action="http_request", method=request.method, route=route or metrics.UNMATCHED_ROUTE,
-            status=status, request_id=request_id,
-            execution_time_ms=None if elapsed is None else round(elapsed * 1000, 2))
+        metrics.observe_http(req.method, route, status, elapsed)
+        if status >= 400 or debug_access:
+            (access_log.debug if status < 400 else access_log.info)(
+                "request", action="http_request", method=req.method, route=route or metrics.UNMATCHED_ROUTE,
+                status=status, request_id=request_id,
+                execution_time_ms=None if elapsed is None else round(elapsed * 1000, 2))
         return response
+
+    # quart-schema converts every handler result (models to JSON); a Response is already one and
+    # comes out unchanged, so it skips the conversion (the ACK returns a ready Response).
+    convert_and_make = app.make_response
+
+    async def make_response(result):  # type: ignore[no-untyped-def]
+        if isinstance(result, Response):
+            return result
+        return await convert_and_make(result)
+
+    app.make_response = make_response  # type: ignore[method-assign]
 
 
 async def serve(app: Quart, settings: Settings) -> None:

@@ -27,8 +27,7 @@ def _timestamp() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + ".%03dZ" % (int(now * 1000) % 1000)
 
 
-def _check_content_type() -> None:
-    mimetype = request.mimetype
+def _check_content_type(mimetype: str) -> None:
     if mimetype and mimetype != "application/json" and not mimetype.endswith("+json"):
         raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json",
                        [{"field": "Content-Type", "message": f"got {mimetype}", "type": "media_type"}])
@@ -44,18 +43,20 @@ def _check_content_type() -> None:
 @document_response(ErrorResponse, 429)
 @document_response(ErrorResponse, 503)
 async def accept_interaction() -> tuple[Response, int]:
-    runtime = current_app.extensions["runtime"]
-    keys = current_app.extensions["router_keys"]
+    extensions = current_app.extensions
+    runtime = extensions["runtime"]
+    keys = extensions["router_keys"]
+    http_request = request._get_current_object()  # one proxy lookup, not one per use
     # Read the (size-capped) body before any early answer: Hypercorn closes a keep-alive connection
     # whose request body was left unread, and the router's next request on it would fail.
-    body = await request.get_data(cache=False)
-    if keys and not keys.matches(presented_key(request, "X-Service-Key")):
+    body = await http_request.get_data(cache=False)
+    if keys and not keys.matches(presented_key(http_request, "X-Service-Key")):
         raise ApiError(401, "unauthorized", "Missing or invalid service key (X-Service-Key)")
     if runtime.draining:
         raise ApiError(503, "shutting_down", "Service is shutting down", headers={"Retry-After": "5"})
-    _check_content_type()
+    _check_content_type(http_request.mimetype)
     try:
-        req = InteractionRequest.model_validate_json(body, context=current_app.extensions["limits"])
+        req = InteractionRequest.model_validate_json(body, context=extensions["limits"])
     except ValidationError as exc:
         raise from_validation_error(exc) from None
     interaction = Interaction(req, request_id=g.request_id)

@@ -9,6 +9,7 @@ durable queue keeps them for another instance.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -20,11 +21,28 @@ from services.pipeline import Pipeline
 log = get_logger(__name__)
 
 
+_outcome_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+
+def _children(outcome: str, trigger: str) -> tuple[Any, Any]:
+    """The two metric series of one (outcome, trigger), looked up once (labels() is a dict build)."""
+    children = _outcome_children.get((outcome, trigger))
+    if children is None:
+        children = (metrics.interactions_total.labels(outcome=outcome, trigger=trigger),
+                    metrics.interaction_duration.labels(outcome=outcome))
+        _outcome_children[(outcome, trigger)] = children
+    return children
+
+
 def record_outcome(interaction: Interaction, outcome: str, trigger: str, started: float | None = None) -> None:
     req = interaction.request
-    metrics.interactions_total.labels(outcome=outcome, trigger=trigger).inc()
-    metrics.interaction_duration.labels(outcome=outcome).observe(max(0.0, interaction.age_s))
+    counter, duration = _children(outcome, trigger)
+    counter.inc()
+    duration.observe(max(0.0, interaction.age_s))
     # Most chat is ignored: those lines go to debug (the metrics count them), the rest to info.
+    # The line's fields (a user hash among them) are computed only when it is written.
+    if outcome == "ignored" and not log.is_enabled_for(logging.DEBUG):
+        return
     (log.debug if outcome == "ignored" else log.info)(
         "interaction finished", action="process_interaction", result=outcome, trigger=trigger,
         interaction_id=interaction.id, request_id=interaction.request_id, platform=req.platform,
