@@ -15,6 +15,7 @@ from quart import Quart, Response, jsonify
 from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
+from api.models import NO_NUL, NUL_MESSAGE
 from services.logs import get_logger
 
 log = get_logger(__name__)
@@ -35,8 +36,11 @@ class ApiError(Exception):
 def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
     """Turn pydantic errors into [{field, message, type}] without echoing the input back."""
     details = []
-    for err in exc.errors(include_url=False, include_input=False, include_context=False):
+    for err in exc.errors(include_url=False, include_input=False):
         field = ".".join(str(p) for p in err["loc"]) or "body"
+        if err["type"] == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == NO_NUL:
+            details.append({"field": field, "message": NUL_MESSAGE, "type": "value_error"})
+            continue
         details.append({"field": field, "message": err["msg"], "type": err["type"]})
     return details
 
