@@ -8,12 +8,13 @@ which one they drain.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
-
-from cachetools import TTLCache
+from typing import Callable
 
 from api.errors import ApiError
 from services import metrics
+from services.dedupe import DedupeWindow
 from services.interaction import Interaction, dedupe_key
 
 
@@ -37,10 +38,12 @@ class Enqueued:
 class MemoryQueue:
     durable = False
 
-    def __init__(self, maxsize: int, dedupe_window_s: float, dedupe_max_keys: int = 200_000) -> None:
+    def __init__(self, maxsize: int, dedupe_window_s: float, dedupe_max_keys: int = 200_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._queue: asyncio.Queue[Interaction] = asyncio.Queue(maxsize)
-        self._seen: TTLCache[str, str] | None = (
-            TTLCache(maxsize=dedupe_max_keys, ttl=dedupe_window_s) if dedupe_window_s > 0 else None
+        # key → first interaction id, for DEDUPE_WINDOW_S, at most dedupe_max_keys (services/dedupe.py)
+        self._seen: DedupeWindow | None = (
+            DedupeWindow(dedupe_window_s, dedupe_max_keys, clock) if dedupe_window_s > 0 else None
         )
 
     async def enqueue(self, interaction: Interaction) -> Enqueued:
@@ -54,7 +57,7 @@ class MemoryQueue:
         except asyncio.QueueFull:
             raise QueueFull from None
         if self._seen is not None:
-            self._seen[key] = interaction.id
+            self._seen.add(key, interaction.id)
         metrics.queue_depth.set(self._queue.qsize())
         return Enqueued(interaction.id, duplicate=False)
 

@@ -5,12 +5,14 @@ Memory follows activity, not history: the maps are kept in time order (an entry 
 when it is touched), and entries that can no longer refuse anything — a user whose cooldown is
 over, a channel without a reply in the last minute — are dropped from the front as time passes.
 `max_keys` is a hard cap on top.
+
+Entries are small because there can be one per active channel and user: keys are the parts joined
+with NUL (no text field may contain it, api/models.py), a channel's window is a tuple of times.
 """
 
 from __future__ import annotations
 
 import time
-from collections import deque
 from typing import Callable
 
 from services import metrics
@@ -26,8 +28,8 @@ class ReplyRateLimiter:
         self.max_keys = max_keys
         self._clock = clock
         self._longest_cooldown = user_cooldown_s  # per-community cooldowns may be longer
-        self._last_user_reply: dict[tuple[str, str, str], float] = {}
-        self._channel_replies: dict[tuple[str, str], deque[float]] = {}
+        self._last_user_reply: dict[str, float] = {}  # platform NUL entity NUL user → last reply
+        self._channel_replies: dict[str, tuple[float, ...]] = {}  # platform NUL entity → reply times
 
     def try_acquire(self, platform: str, entity_id: str, user_id: str,
                     user_cooldown_s: float | None = None, channel_per_min: int | None = None) -> str | None:
@@ -37,21 +39,23 @@ class ReplyRateLimiter:
         self._longest_cooldown = max(self._longest_cooldown, cooldown)
         now = self._clock()
         self._prune(now)
-        user_key = (platform, entity_id, user_id)
+        channel_key = f"{platform}\x00{entity_id}"
+        user_key = f"{channel_key}\x00{user_id}"
         last = self._last_user_reply.get(user_key)
         if last is not None and now - last < cooldown:
             metrics.rate_limited_total.labels(scope="user").inc()
             return "user"
-        channel_key = (platform, entity_id)
-        window = self._channel_replies.pop(channel_key, None) or deque()
-        while window and now - window[0] >= WINDOW_S:
-            window.popleft()
+        window = self._channel_replies.pop(channel_key, ())
+        start = 0
+        while start < len(window) and now - window[start] >= WINDOW_S:
+            start += 1
+        if start:
+            window = window[start:]
         if len(window) >= per_min:
             self._channel_replies[channel_key] = window
             metrics.rate_limited_total.labels(scope="channel").inc()
             return "channel"
-        window.append(now)
-        self._channel_replies[channel_key] = window  # re-inserted: the map stays in time order
+        self._channel_replies[channel_key] = window + (now,)  # re-inserted: the map stays in time order
         self._last_user_reply.pop(user_key, None)
         self._last_user_reply[user_key] = now
         return None

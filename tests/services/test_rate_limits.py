@@ -73,3 +73,32 @@ def test_hard_cap_bounds_the_maps():
     for i in range(1000):
         limiter.try_acquire("twitch", f"c{i}", f"u{i}")
     assert len(limiter) <= 2 * 101
+
+
+def test_a_channel_window_holds_at_most_the_per_minute_count():
+    clock = Clock()
+    limiter = ReplyRateLimiter(0, 3, clock=clock)
+    for i in range(100):
+        limiter.try_acquire("twitch", "c1", f"u{i}")
+        clock.now += 1
+    assert max(len(window) for window in limiter._channel_replies.values()) == 3
+
+
+def test_an_active_channel_costs_a_few_hundred_bytes():
+    import gc
+    import tracemalloc
+
+    clock = Clock()
+    limiter = ReplyRateLimiter(0, 20, clock=clock)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(3000):  # 30 s: every channel still in its minute
+            assert limiter.try_acquire("twitch", f"twitch:channel:{i}", f"user-{i}") is None
+            clock.now += 0.01
+        gc.collect()
+        per_channel = (tracemalloc.get_traced_memory()[0] - before) / 3000
+    finally:
+        tracemalloc.stop()
+    assert per_channel < 300, per_channel  # key string, a one-time tuple, dict slot (a deque was ~1 KB)
