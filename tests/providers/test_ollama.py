@@ -54,7 +54,7 @@ async def test_finish_reason_length(provider, fake_ollama):
 
 
 async def test_stream_yields_chunks_as_they_are_produced(provider, fake_ollama):
-    fake_ollama.token_delay = 0.05
+    fake_ollama.token_delay = 0.1  # the first chunk must be read well before the fake ends, even on a busy machine
     fake_ollama.prompt_tokens, fake_ollama.completion_tokens = 5, 8
     stream = provider.stream(ChatRequest(MESSAGES, max_tokens=10))
     first = await anext(stream)
