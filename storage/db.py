@@ -41,6 +41,16 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Release a connection to the pool without asyncpg's reset query.
+
+    The default (`pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`) costs a round trip and
+    a transaction on every release — as much as the queue's own statements. Pooled connections never
+    change session state: no SET, no LISTEN (the listener has its own connection), no cursors outside
+    a transaction, and the migration's advisory lock is released in a `finally` (a failure there
+    terminates the whole pool). asyncpg still rolls back a transaction left open."""
+
+
 def describe(exc: BaseException) -> str:
     """A short, secret-free description of a database error for logs and /ready."""
     text = str(exc).splitlines()[0][:200] if str(exc) else ""
@@ -86,7 +96,8 @@ class Database:
             try:
                 pool = await asyncpg.create_pool(
                     self.dsn, min_size=self.min_size, max_size=self.max_size, timeout=self.timeout,
-                    command_timeout=self.timeout, init=_init_connection, server_settings=self.server_settings)
+                    command_timeout=self.timeout, init=_init_connection, reset=_keep_session,
+                    server_settings=self.server_settings)
                 async with pool.acquire(timeout=self.timeout) as conn:
                     self.applied = await migrate(conn, timeout=max(60.0, self.timeout))
                     self.schema = await conn.fetchval("SELECT current_schema()") or "public"

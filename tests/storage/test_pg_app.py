@@ -165,3 +165,17 @@ def test_a_community_api_key_is_stored_encrypted_and_shown_only_as_set(pg, fake_
         stored = pg.value("SELECT api_key_encrypted FROM ai_module_config WHERE community_id = 4")
         assert secret not in stored and app.runtime.cipher.decrypt(stored) == secret
     assert "configuration updated" in logs.text() and secret not in logs.text()
+
+
+def test_a_full_durable_queue_answers_429_and_accepts_again_once_worked_off(pg, fake_ollama, fake_router):
+    with running_app(pg_settings(pg, fake_ollama, fake_router, max_queue=2)) as app:
+        wait_ready(app)
+        app.runtime.queue.stop_claiming()  # from now on, rows wait
+        for i in range(2):
+            interaction_id(app.post_interaction(interaction_body("hello", user_id=f"q{i}")))
+        full = app.post_interaction(interaction_body("hello", user_id="over"))
+        assert full.status_code == 429 and full.headers["retry-after"]
+        assert full.json()["error"]["code"] == "queue_full"
+        assert pg.value("SELECT count(*) FROM ai_interaction_queue") == 2
+        pg.query("UPDATE ai_interaction_queue SET status = 'done'")  # another instance worked them off
+        interaction_id(app.post_interaction(interaction_body("hello", user_id="over")))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -176,3 +177,255 @@ async def test_terminated_connections_come_back_on_their_own(pg, queues):
         return True
     await async_wait_until(accepted, timeout=10, message="enqueue after termination")
     assert pg.value("SELECT count(*) FROM ai_interaction_queue") == 2
+
+
+# --- round trips: one statement per enqueue, claims and outcomes in batches, few NOTIFYs -------------
+@contextlib.contextmanager
+def recorded_statements(db: Database):
+    """(task name, SQL) of every statement run on connections from `db.acquire()` meanwhile,
+    tagged with the task that acquired the connection (asyncpg logs after a loop turn)."""
+    records: list[tuple[str, str]] = []
+    original = db.acquire
+
+    @contextlib.asynccontextmanager
+    async def acquire():
+        name = asyncio.current_task().get_name()
+        logger = lambda record: records.append((name, " ".join(record.query.split())))  # noqa: E731
+        async with original() as conn:
+            conn.add_query_logger(logger)
+            try:
+                yield conn
+            finally:
+                conn.remove_query_logger(logger)
+
+    db.acquire = acquire
+    try:
+        yield records
+    finally:
+        del db.acquire
+
+
+def mine(records: list[tuple[str, str]]) -> list[str]:
+    """The statements the test's own task ran, and the inserts run on its behalf."""
+    names = {asyncio.current_task().get_name(), "queue-enqueue"}
+    return [sql for task, sql in records if task in names]
+
+
+async def test_an_enqueue_is_one_statement_and_so_is_a_duplicate(pg, queues, db):
+    queue = queues()
+    first = make("hello", message_id="one-statement")
+    with recorded_statements(db) as records:
+        assert (await queue.enqueue(first)).duplicate is False
+        again = await queue.enqueue(make("hello", message_id="one-statement"))
+        await asyncio.sleep(0)  # the query logger reports on the next loop turn
+    statements = mine(records)
+    assert len(statements) == 2, statements  # no BEGIN/COMMIT, no separate dedupe step, no reset
+    assert all("ai_interaction_dedupe" in s and "INSERT INTO ai_interaction_queue" in s for s in statements)
+    assert not any("count(" in s for s in statements), "far from the bound nothing is counted"
+    assert (again.interaction_id, again.duplicate) == (first.id, True)
+    assert pg.value("SELECT count(*) FROM ai_interaction_queue") == 1
+    assert pg.value("SELECT interaction_id::text FROM ai_interaction_dedupe") == first.id
+
+
+async def test_without_dedupe_an_enqueue_is_a_plain_insert(pg, queues, db):
+    queue = queues(dedupe_window_s=0)
+    with recorded_statements(db) as records:
+        a = await queue.enqueue(make("same", message_id="x"))
+        b = await queue.enqueue(make("same", message_id="x"))
+        await asyncio.sleep(0)
+    assert not a.duplicate and not b.duplicate and a.interaction_id != b.interaction_id
+    assert [s.split()[0] for s in mine(records)] == ["INSERT", "INSERT"]
+    assert pg.value("SELECT count(*) FROM ai_interaction_dedupe") == 0
+
+
+async def test_a_released_connection_costs_no_reset_round_trip(db):
+    with recorded_statements(db) as records:
+        async with db.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+        async with db.acquire() as conn:
+            await conn.fetchval("SELECT 2")
+        await asyncio.sleep(0)
+    assert mine(records) == ["SELECT 1", "SELECT 2"]
+
+
+async def test_the_bound_is_counted_only_from_half_full_and_then_exactly(pg, queues, db):
+    queue = queues(max_queue=10)
+    queue.stop_claiming()
+    # another instance queued 6 rows: seen by the next poll, so the estimate passes half the bound
+    pg.query("""INSERT INTO ai_interaction_queue (id, payload, request_id)
+                SELECT gen_random_uuid(), '{}', 'other' FROM generate_series(1, 6)""")
+    await async_wait_until(lambda: queue.depth() == 6, message="the poll sees the other instance's rows")
+    with recorded_statements(db) as records:
+        for i in range(4):
+            assert (await queue.enqueue(make("hi", message_id=f"b{i}"))).duplicate is False
+        with pytest.raises(QueueFull):
+            await queue.enqueue(make("hi", message_id="b-over"))
+        # a duplicate of a live key is still answered as one when the queue is full
+        again = await queue.enqueue(make("hi", message_id="b0"))
+        await asyncio.sleep(0)
+    assert again.duplicate is True
+    assert all("count(" in s for s in mine(records))
+    assert pg.value("SELECT count(*) FROM ai_interaction_queue WHERE status = 'queued'") == 10
+    assert pg.value("SELECT count(*) FROM ai_interaction_dedupe WHERE key = 'm:b-over'") == 0
+
+
+async def test_the_bound_holds_without_dedupe_too(pg, queues):
+    queue = queues(max_queue=2, dedupe_window_s=0)
+    queue.stop_claiming()
+    await queue.enqueue(make("hi"))
+    await queue.enqueue(make("hi"))
+    with pytest.raises(QueueFull):
+        await queue.enqueue(make("hi"))
+    assert pg.value("SELECT count(*) FROM ai_interaction_queue") == 2
+
+
+async def test_idle_workers_are_served_by_one_claim_and_never_more_rows_than_they_wait_for(pg, queues, db):
+    producer, consumer = queues("producer"), queues("consumer")
+    producer.stop_claiming()
+    items = [make("hi", message_id=f"c{i}") for i in range(7)]
+    for item in items:
+        await producer.enqueue(item)
+    with recorded_statements(db) as records:
+        got = await asyncio.wait_for(asyncio.gather(*(consumer.claim() for _ in range(5))), 5)
+        await asyncio.sleep(0)
+    claims = [sql for task, sql in records if task == "queue-claim" and "UPDATE" in sql]
+    assert len(claims) == 1, claims
+    assert [g.id for g in got] == [i.id for i in items[:5]]  # oldest first
+    assert pg.value("SELECT count(*) FROM ai_interaction_queue WHERE status = 'working'") == 5
+    assert pg.value("SELECT count(*) FROM ai_interaction_queue WHERE status = 'queued'") == 2
+
+    with recorded_statements(db) as records:
+        await asyncio.gather(*(consumer.finish(g, "ignored") for g in got))
+        assert pg.value("SELECT count(*) FROM ai_interaction_queue WHERE status = 'done'") == 5
+        await asyncio.sleep(0)
+    finishes = [sql for _, sql in records if "status = 'done'" in sql]
+    assert 1 <= len(finishes) <= 2, finishes  # the first outcome starts a write, the rest share the next
+    assert not consumer._leases.held
+
+
+async def test_an_insert_wakes_a_local_idle_worker_without_notify_and_others_by_notify(pg, queues, db):
+    # long polls: only the direct ring or a NOTIFY explain a quick pickup
+    local, remote = queues("local", poll_s=30), queues("remote", poll_s=30)
+    await async_wait_until(lambda: remote._listener is not None and remote._listener.alive,
+                           message="the remote instance listening")
+    await async_wait_until(lambda: local._healthy and remote._healthy, message="first polls")
+    waiting = asyncio.ensure_future(local.claim())
+    await async_wait_until(lambda: local._idle, message="a local worker idle")
+    with recorded_statements(db) as records:
+        item = make("hello", message_id="local-pickup")
+        await local.enqueue(item)
+        assert (await asyncio.wait_for(waiting, 5)).id == item.id
+        await asyncio.sleep(0)
+    assert not any("pg_notify" in sql for _, sql in records)
+
+    remote_waiting = asyncio.ensure_future(remote.claim())
+    await async_wait_until(lambda: remote._idle, message="a remote worker idle")
+    item = make("hello", message_id="remote-pickup")
+    await local.enqueue(item)  # no local worker waits: the other instance is told
+    assert (await asyncio.wait_for(remote_waiting, 5)).id == item.id
+
+
+async def test_notifications_are_coalesced_while_no_local_worker_waits(pg, queues, db):
+    from storage import pg_queue
+
+    queue = queues()
+    queue.stop_claiming()
+    loop = asyncio.get_running_loop()
+    with recorded_statements(db) as records:
+        started = loop.time()
+        for i in range(30):
+            await queue.enqueue(make("hi", message_id=f"n{i}"))
+        elapsed = loop.time() - started
+        await async_wait_until(lambda: queue._notifier is None or queue._notifier.done(), message="notifier")
+        elapsed_all = loop.time() - started
+        await asyncio.sleep(0)
+    notifies = sum("pg_notify" in sql for _, sql in records)
+    assert 1 <= notifies <= 2 + elapsed_all / pg_queue.NOTIFY_INTERVAL_S, (notifies, elapsed)
+
+
+async def test_closing_writes_outcomes_in_flight_before_releasing(pg, queues):
+    queue = queues()
+    item = make("hello")
+    await queue.enqueue(item)
+    got = await claim(queue)
+    finishing = asyncio.ensure_future(queue.finish(got, "replied"))
+    await asyncio.sleep(0)  # the write has started
+    queue.stop_claiming()
+    await queue.aclose()
+    await finishing
+    row = pg.query("SELECT status, outcome FROM ai_interaction_queue")[0]
+    assert tuple(row) == ("done", "replied")
+
+
+async def test_rows_claimed_but_never_handed_to_a_worker_go_back_without_an_attempt(pg, queues):
+    queue = queues()
+    await queue.enqueue(make("hello"))
+    idle = asyncio.get_running_loop().create_future()  # a worker that waits, then never picks its row up
+    queue._idle.append(idle)
+    queue._hungry.set()
+    await asyncio.wait_for(idle, 5)
+    assert len(queue._ready) == 1 and pg.value("SELECT attempts FROM ai_interaction_queue") == 1
+    queue.stop_claiming()
+    await queue.aclose()
+    assert tuple(pg.query("SELECT status, attempts FROM ai_interaction_queue")[0]) == ("queued", 0)
+
+
+async def test_concurrent_enqueues_share_one_statement_and_dedupe_within_it(pg, queues, db):
+    queue = queues()
+    queue.stop_claiming()
+    earlier = make("hi", message_id="seen-before")
+    await queue.enqueue(earlier)
+    items = [make("hi", message_id=f"g{i}") for i in range(20)]
+    items += [make("hi", message_id="g3"), make("hi", message_id="seen-before")]
+    with recorded_statements(db) as records:
+        results = await asyncio.gather(*(queue.enqueue(item) for item in items))
+        await asyncio.sleep(0)
+    inserts = [sql for task, sql in records if task == "queue-enqueue" and "INSERT" in sql]
+    assert len(inserts) == 1, inserts  # all arrived in one turn of the loop: one statement, one commit
+    assert [(r.interaction_id, r.duplicate) for r in results[:20]] == [(i.id, False) for i in items[:20]]
+    assert (results[20].interaction_id, results[20].duplicate) == (items[3].id, True)
+    assert (results[21].interaction_id, results[21].duplicate) == (earlier.id, True)
+    assert pg.value("SELECT count(*) FROM ai_interaction_queue") == 21
+    assert pg.value("SELECT count(*) FROM ai_interaction_dedupe") == 21
+
+
+async def test_concurrent_enqueues_without_dedupe_share_one_statement(pg, queues, db):
+    queue = queues(dedupe_window_s=0)
+    queue.stop_claiming()
+    items = [make("same") for _ in range(5)]
+    with recorded_statements(db) as records:
+        results = await asyncio.gather(*(queue.enqueue(item) for item in items))
+        await asyncio.sleep(0)
+    assert len([sql for task, sql in records if task == "queue-enqueue" and "INSERT" in sql]) == 1
+    assert [r.interaction_id for r in results] == [i.id for i in items] and not any(r.duplicate for r in results)
+    restored = await asyncio.wait_for(asyncio.gather(*(queues("reader").claim() for _ in range(1))), 5)
+    assert restored[0].request == items[0].request
+
+
+async def test_a_failed_group_insert_refuses_every_request_in_it(pg, queues, db):
+    queue = queues()
+    queue.stop_claiming()
+    await queue.enqueue(make("hi", message_id="warm"))  # first poll and pool are up
+    pg.query("ALTER TABLE ai_interaction_queue ADD CONSTRAINT no_more CHECK (request_id <> 'rid-1') NOT VALID")
+    results = await asyncio.gather(*(queue.enqueue(make("hi", message_id=f"f{i}")) for i in range(3)),
+                                   return_exceptions=True)
+    assert all(isinstance(r, StoreUnavailable) for r in results), results
+    assert pg.value("SELECT count(*) FROM ai_interaction_dedupe WHERE key LIKE 'm:f%'") == 0
+
+
+async def test_workers_waiting_together_are_each_served_as_rows_arrive(pg, queues):
+    queue = queues(poll_s=30)  # no poll rescues a lost wake-up: only the claimer's own bookkeeping
+    await async_wait_until(lambda: queue._healthy, message="first poll")
+    claims = [asyncio.ensure_future(queue.claim()) for _ in range(3)]
+    await async_wait_until(lambda: len(queue._idle) == 3, message="three idle workers")
+    # two rows from another instance, and two rings: the claimer finds both, and looks again at once,
+    # before the two workers woken for them have run
+    await queues("other").enqueue(make("hi", message_id="first"))
+    await queues("other2").enqueue(make("hi", message_id="second"))
+    queue._bell.ring()
+    queue._bell.ring()
+    await async_wait_until(lambda: sum(c.done() for c in claims) == 2, timeout=5, message="two served")
+    last = make("hi", message_id="third")
+    await queue.enqueue(last)
+    await async_wait_until(lambda: all(c.done() for c in claims), timeout=5, message="the third worker served")
+    assert last.id in {c.result().id for c in claims}
