@@ -9,7 +9,7 @@ import pytest
 
 from api import admin
 from storage import db as db_module
-from storage import pg_config, pg_queue
+from storage import claimer, enqueue_batches, outcome_batches, pg_config, pg_queue
 from tests.api.admin_support import ADMIN_KEY, AUTH, FERNET_KEY, recorded_logs
 from tests.storage.conftest import pg_settings, wait_ready
 from tests.storage.tcp_proxy import TcpProxy
@@ -157,7 +157,8 @@ def test_an_outage_turns_ready_503_refuses_work_and_everything_resumes(pg, fake_
 def test_a_community_api_key_is_stored_encrypted_and_shown_only_as_set(pg, fake_ollama, fake_router):
     secret = "sk-pg-community-secret-987654321"
     settings = pg_settings(pg, fake_ollama, fake_router, admin_api_keys=ADMIN_KEY, config_encryption_key=FERNET_KEY)
-    with recorded_logs(admin, pg_config, pg_queue, db_module) as logs, running_app(settings) as app:
+    queue_modules = (pg_queue, enqueue_batches, claimer, outcome_batches)
+    with recorded_logs(admin, pg_config, *queue_modules, db_module) as logs, running_app(settings) as app:
         wait_ready(app)
         answer = app.http.put("/api/v1/ai/config?community_id=4", headers=AUTH, json={"api_key": secret})
         assert answer.status_code == 200 and secret not in answer.text

@@ -310,7 +310,7 @@ async def test_an_insert_wakes_a_local_idle_worker_without_notify_and_others_by_
                            message="the remote instance listening")
     await async_wait_until(lambda: local._healthy and remote._healthy, message="first polls")
     waiting = asyncio.ensure_future(local.claim())
-    await async_wait_until(lambda: local._idle, message="a local worker idle")
+    await async_wait_until(lambda: local._claimer.idle_workers, message="a local worker idle")
     with recorded_statements(db) as records:
         item = make("hello", message_id="local-pickup")
         await local.enqueue(item)
@@ -319,14 +319,14 @@ async def test_an_insert_wakes_a_local_idle_worker_without_notify_and_others_by_
     assert not any("pg_notify" in sql for _, sql in records)
 
     remote_waiting = asyncio.ensure_future(remote.claim())
-    await async_wait_until(lambda: remote._idle, message="a remote worker idle")
+    await async_wait_until(lambda: remote._claimer.idle_workers, message="a remote worker idle")
     item = make("hello", message_id="remote-pickup")
     await local.enqueue(item)  # no local worker waits: the other instance is told
     assert (await asyncio.wait_for(remote_waiting, 5)).id == item.id
 
 
 async def test_notifications_are_coalesced_while_no_local_worker_waits(pg, queues, db):
-    from storage import pg_queue
+    from storage import claimer
 
     queue = queues()
     queue.stop_claiming()
@@ -336,11 +336,11 @@ async def test_notifications_are_coalesced_while_no_local_worker_waits(pg, queue
         for i in range(30):
             await queue.enqueue(make("hi", message_id=f"n{i}"))
         elapsed = loop.time() - started
-        await async_wait_until(lambda: queue._notifier is None or queue._notifier.done(), message="notifier")
+        await async_wait_until(lambda: not queue._claimer.notifying, message="notifier")
         elapsed_all = loop.time() - started
         await asyncio.sleep(0)
     notifies = sum("pg_notify" in sql for _, sql in records)
-    assert 1 <= notifies <= 2 + elapsed_all / pg_queue.NOTIFY_INTERVAL_S, (notifies, elapsed)
+    assert 1 <= notifies <= 2 + elapsed_all / claimer.NOTIFY_INTERVAL_S, (notifies, elapsed)
 
 
 async def test_closing_writes_outcomes_in_flight_before_releasing(pg, queues):
@@ -361,10 +361,10 @@ async def test_rows_claimed_but_never_handed_to_a_worker_go_back_without_an_atte
     queue = queues()
     await queue.enqueue(make("hello"))
     idle = asyncio.get_running_loop().create_future()  # a worker that waits, then never picks its row up
-    queue._idle.append(idle)
-    queue._hungry.set()
+    queue._claimer._idle.append(idle)
+    queue._claimer._hungry.set()
     await asyncio.wait_for(idle, 5)
-    assert len(queue._ready) == 1 and pg.value("SELECT attempts FROM ai_interaction_queue") == 1
+    assert len(queue._claimer._ready) == 1 and pg.value("SELECT attempts FROM ai_interaction_queue") == 1
     queue.stop_claiming()
     await queue.aclose()
     assert tuple(pg.query("SELECT status, attempts FROM ai_interaction_queue")[0]) == ("queued", 0)
@@ -417,7 +417,7 @@ async def test_workers_waiting_together_are_each_served_as_rows_arrive(pg, queue
     queue = queues(poll_s=30)  # no poll rescues a lost wake-up: only the claimer's own bookkeeping
     await async_wait_until(lambda: queue._healthy, message="first poll")
     claims = [asyncio.ensure_future(queue.claim()) for _ in range(3)]
-    await async_wait_until(lambda: len(queue._idle) == 3, message="three idle workers")
+    await async_wait_until(lambda: queue._claimer.idle_workers == 3, message="three idle workers")
     # two rows from another instance, and two rings: the claimer finds both, and looks again at once,
     # before the two workers woken for them have run
     await queues("other").enqueue(make("hi", message_id="first"))
