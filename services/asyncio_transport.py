@@ -8,7 +8,10 @@ so a read is "take what arrived, or wait for it", the pieces of a request go out
 of that buffer. Everything else — HTTP/1.1 framing, pooling, keep-alive, TLS verification, the
 timeouts of `httpx.Timeout` — stays httpcore's and httpx's.
 
-`transport(...)` builds an `httpx.AsyncHTTPTransport` and gives its connection pool this backend.
+`transport(...)` builds an `httpx.AsyncHTTPTransport` and gives its connection pool this backend;
+`transport2(...)` does the same for `httpx2`/`httpcore2` (the forks the `openai` SDK ≥ 3 sends
+through, with the same network-backend interface). The stream raises the exceptions of the httpcore
+it serves, so httpx (or httpx2) maps them to its own as usual.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ import typing
 
 import httpcore
 import httpx
+
+if typing.TYPE_CHECKING:
+    import httpx2
 
 _Timeout = typing.Optional[float]
 _FLUSH_AT = 64 * 1024  # a larger request body is sent as it comes, with write flow control
@@ -76,8 +82,11 @@ class _Connection(asyncio.Protocol):
 
 
 class _Stream(httpcore.AsyncNetworkStream):
-    def __init__(self, conn: _Connection) -> None:
+    """httpcore's stream interface (httpcore2's is the same); `errors` is the module raising."""
+
+    def __init__(self, conn: _Connection, errors: typing.Any = httpcore) -> None:
         self._conn = conn
+        self._errors = errors
 
     async def read(self, max_bytes: int, timeout: _Timeout = None) -> bytes:
         conn = self._conn
@@ -89,12 +98,12 @@ class _Stream(httpcore.AsyncNetworkStream):
                 async with asyncio.timeout(timeout):
                     await conn._reader
             except TimeoutError:
-                raise httpcore.ReadTimeout("timed out reading from the upstream") from None
+                raise self._errors.ReadTimeout("timed out reading from the upstream") from None
             finally:
                 conn._reader = None
         if not conn._buffer:
             if conn._error is not None:
-                raise httpcore.ReadError(str(conn._error) or repr(conn._error))
+                raise self._errors.ReadError(str(conn._error) or repr(conn._error))
             return b""
         data = bytes(conn._buffer[:max_bytes])
         del conn._buffer[:max_bytes]
@@ -104,7 +113,7 @@ class _Stream(httpcore.AsyncNetworkStream):
         conn = self._conn
         if conn.transport is None or conn.transport.is_closing():
             conn.outgoing.clear()
-            raise httpcore.WriteError("connection closed")
+            raise self._errors.WriteError("connection closed")
         conn.transport.write(bytes(conn.outgoing))
         conn.outgoing.clear()
 
@@ -112,7 +121,7 @@ class _Stream(httpcore.AsyncNetworkStream):
         """Collect the request's pieces (head, body) so that a request is one send, not three."""
         conn = self._conn
         if conn.transport is None or conn.transport.is_closing():
-            raise httpcore.WriteError("connection closed")
+            raise self._errors.WriteError("connection closed")
         conn.outgoing += buffer
         if len(conn.outgoing) < _FLUSH_AT:
             return
@@ -122,7 +131,7 @@ class _Stream(httpcore.AsyncNetworkStream):
                 async with asyncio.timeout(timeout):
                     await conn._writable
             except TimeoutError:
-                raise httpcore.WriteTimeout("timed out writing to the upstream") from None
+                raise self._errors.WriteTimeout("timed out writing to the upstream") from None
 
     async def aclose(self) -> None:
         if self._conn.transport is not None:
@@ -138,10 +147,10 @@ class _Stream(httpcore.AsyncNetworkStream):
                     conn.transport, conn, ssl_context, server_hostname=server_hostname)
         except TimeoutError:
             conn.transport.close()
-            raise httpcore.ConnectTimeout("timed out during the TLS handshake") from None
+            raise self._errors.ConnectTimeout("timed out during the TLS handshake") from None
         except (OSError, ssl.SSLError) as exc:
             conn.transport.close()
-            raise httpcore.ConnectError(str(exc) or repr(exc)) from exc
+            raise self._errors.ConnectError(str(exc) or repr(exc)) from exc
         conn.transport = typing.cast(asyncio.Transport, tls)
         return self
 
@@ -163,6 +172,9 @@ class _Stream(httpcore.AsyncNetworkStream):
 
 
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
+    def __init__(self, errors: typing.Any = httpcore) -> None:
+        self._errors = errors  # httpcore or httpcore2: whose exceptions to raise
+
     async def connect_tcp(self, host: str, port: int, timeout: _Timeout = None,
                           local_address: str | None = None,
                           socket_options: typing.Iterable[typing.Any] | None = None,
@@ -175,15 +187,15 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
                     lambda: conn, host, port,
                     local_addr=(local_address, 0) if local_address else None)
         except TimeoutError:
-            raise httpcore.ConnectTimeout(f"timed out connecting to {host}:{port}") from None
+            raise self._errors.ConnectTimeout(f"timed out connecting to {host}:{port}") from None
         except OSError as exc:
-            raise httpcore.ConnectError(str(exc) or repr(exc)) from exc
+            raise self._errors.ConnectError(str(exc) or repr(exc)) from exc
         sock = conn.transport.get_extra_info("socket") if conn.transport else None
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             for option in socket_options or ():
                 sock.setsockopt(*option)
-        return _Stream(conn)
+        return _Stream(conn, self._errors)
 
     async def connect_unix_socket(self, path: str, timeout: _Timeout = None,
                                   socket_options: typing.Iterable[typing.Any] | None = None,
@@ -193,10 +205,10 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
             async with asyncio.timeout(timeout):
                 await asyncio.get_running_loop().create_unix_connection(lambda: conn, path)
         except TimeoutError:
-            raise httpcore.ConnectTimeout(f"timed out connecting to {path}") from None
+            raise self._errors.ConnectTimeout(f"timed out connecting to {path}") from None
         except OSError as exc:
-            raise httpcore.ConnectError(str(exc) or repr(exc)) from exc
-        return _Stream(conn)
+            raise self._errors.ConnectError(str(exc) or repr(exc)) from exc
+        return _Stream(conn, self._errors)
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -213,4 +225,21 @@ def transport(*, verify: ssl.SSLContext | bool = True, limits: httpx.Limits | No
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry, http1=True, http2=False, retries=retries,
         network_backend=AsyncioBackend())
+    return made
+
+
+def transport2(*, verify: ssl.SSLContext | bool = True, limits: typing.Any = None,
+               retries: int = 0) -> "httpx2.AsyncHTTPTransport":
+    """The same for `httpx2` (what `openai.AsyncOpenAI(http_client=...)` takes)."""
+    import httpcore2
+    import httpx2
+
+    limits = limits or httpx2.Limits(max_connections=100, max_keepalive_connections=20)
+    made = httpx2.AsyncHTTPTransport(verify=verify, limits=limits, retries=retries)
+    pool = made._pool  # as above (pinned httpx2)
+    made._pool = httpcore2.AsyncConnectionPool(
+        ssl_context=pool._ssl_context, max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry, http1=True, http2=False, retries=retries,
+        network_backend=AsyncioBackend(httpcore2))
     return made
