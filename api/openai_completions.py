@@ -12,14 +12,14 @@ import time
 from typing import Any
 
 from pydantic import ValidationError
-from quart import Response, current_app, g, jsonify
+from quart import Response, current_app, g
 
 from api.openai_errors import from_validation, in_band
 from api.openai_models import ChatCompletionRequest
 from providers.base import ProviderError, StreamChunk
 from services import completions
 from services.completion_stream import StreamFrame, StreamOutcome, open_stream, sse_events
-from services.completions import CompletionInput, new_completion_id
+from services.completions import CompletionInput, encode_json, new_completion_id
 from services.llm import LLMService
 from services.logs import get_logger, hash_user
 
@@ -63,7 +63,7 @@ async def _complete(llm: LLMService, given: CompletionInput, fields: dict[str, A
     _log(fields, "success", provider=result.provider, model=result.model,
          prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens)
     await _usage().record(None, result.provider, result.model, result.prompt_tokens, result.completion_tokens)
-    return jsonify(body)
+    return Response(encode_json(body), status=200, content_type="application/json")
 
 
 async def _stream(llm: LLMService, given: CompletionInput, fields: dict[str, Any]) -> Response:
@@ -88,7 +88,7 @@ async def _stream(llm: LLMService, given: CompletionInput, fields: dict[str, Any
         await usage.record(None, outcome.stats.provider or "unknown", final.model or frame.model,
                            final.prompt_tokens, final.completion_tokens)
 
-    response = Response(sse_events(frame, first, chunks, outcome, in_band, on_end, record_usage),
+    response = Response(sse_events(frame, first, chunks, outcome, in_band, on_end, record_usage, batch=True),
                         status=200, content_type="text/event-stream; charset=utf-8")
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"  # no proxy buffering either

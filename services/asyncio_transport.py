@@ -174,6 +174,7 @@ class _Stream(httpcore.AsyncNetworkStream):
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
     def __init__(self, errors: typing.Any = httpcore) -> None:
         self._errors = errors  # httpcore or httpcore2: whose exceptions to raise
+        self.connects = 0  # connections opened (pooled reuse shows as not growing)
 
     async def connect_tcp(self, host: str, port: int, timeout: _Timeout = None,
                           local_address: str | None = None,
@@ -181,6 +182,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
                           ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
         conn = _Connection()
+        self.connects += 1
         try:
             async with asyncio.timeout(timeout):
                 await loop.create_connection(
@@ -220,11 +222,13 @@ def transport(*, verify: ssl.SSLContext | bool = True, limits: httpx.Limits | No
     limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
     made = httpx.AsyncHTTPTransport(verify=verify, limits=limits, retries=retries)
     pool = made._pool  # httpx builds the pool; we only swap its network layer (pinned httpx 0.28)
+    backend = AsyncioBackend()
     made._pool = httpcore.AsyncConnectionPool(
         ssl_context=pool._ssl_context, max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry, http1=True, http2=False, retries=retries,
-        network_backend=AsyncioBackend())
+        network_backend=backend)
+    made.backend = backend  # type: ignore[attr-defined]
     return made
 
 
@@ -237,9 +241,11 @@ def transport2(*, verify: ssl.SSLContext | bool = True, limits: typing.Any = Non
     limits = limits or httpx2.Limits(max_connections=100, max_keepalive_connections=20)
     made = httpx2.AsyncHTTPTransport(verify=verify, limits=limits, retries=retries)
     pool = made._pool  # as above (pinned httpx2)
+    backend = AsyncioBackend(httpcore2)
     made._pool = httpcore2.AsyncConnectionPool(
         ssl_context=pool._ssl_context, max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry, http1=True, http2=False, retries=retries,
-        network_backend=AsyncioBackend(httpcore2))
+        network_backend=backend)
+    made.backend = backend  # type: ignore[attr-defined]
     return made

@@ -15,13 +15,12 @@ generator (client gone) closes the provider stream and frees the concurrency slo
 
 from __future__ import annotations
 
-import json
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Awaitable, Any, AsyncIterator, Callable
 
 from providers.base import ProviderError, StreamChunk
-from services.completions import CompletionInput, finish_reason, plan, usage
+from services.completions import CompletionInput, encode_json, finish_reason, plan, usage
 from services.llm import LLMService, StreamStats
 from services.logs import get_logger
 
@@ -31,33 +30,32 @@ DONE = b"data: [DONE]\n\n"
 
 
 def sse(payload: dict[str, Any]) -> bytes:
-    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-    try:
-        data = text.encode()
-    except UnicodeEncodeError:  # a lone surrogate from the provider ("\ud83d"): keep it, escaped
-        data = json.dumps(payload, ensure_ascii=True, separators=(",", ":")).encode()
-    return b"data: " + data + b"\n\n"
+    return b"data: " + encode_json(payload) + b"\n\n"
 
 
 @dataclass(slots=True)
 class StreamFrame:
-    """What every chunk of one stream shares: id, created, model (and `usage: null` when asked)."""
+    """What every chunk of one stream shares: id, created, model (and `usage: null` when asked).
+
+    That shared part is encoded once per stream; each chunk encodes only its choice."""
 
     id: str
     created: int
     model: str
     include_usage: bool = False
+    _head: bytes = field(init=False, repr=False, default=b"")
+
+    def __post_init__(self) -> None:
+        base = encode_json({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                            "model": self.model, "system_fingerprint": None})
+        self._head = b"data: " + base[:-1] + b',"choices":['
 
     def chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        return sse({**self._base(), "choices": [choice], **({"usage": None} if self.include_usage else {})})
+        choice = encode_json({"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish})
+        return self._head + choice + (b'],"usage":null}\n\n' if self.include_usage else b"]}\n\n")
 
     def usage_chunk(self, prompt_tokens: int, completion_tokens: int) -> bytes:
-        return sse({**self._base(), "choices": [], "usage": usage(prompt_tokens, completion_tokens)})
-
-    def _base(self) -> dict[str, Any]:
-        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                "model": self.model, "system_fingerprint": None}
+        return self._head + b'],"usage":' + encode_json(usage(prompt_tokens, completion_tokens)) + b"}\n\n"
 
 
 @dataclass(slots=True)
@@ -84,16 +82,25 @@ async def open_stream(llm: LLMService, given: CompletionInput,
 async def sse_events(frame: StreamFrame, first: StreamChunk, chunks: AsyncIterator[StreamChunk],
                      outcome: StreamOutcome, error_body: Callable[[BaseException], dict[str, Any]],
                      on_end: Callable[[StreamOutcome], None],
-                     record_usage: Callable[[StreamChunk], Awaitable[None]] | None = None) -> AsyncIterator[bytes]:
-    """The SSE body: role delta, content deltas as produced, final chunk, usage, [DONE]."""
+                     record_usage: Callable[[StreamChunk], Awaitable[None]] | None = None,
+                     batch: bool = False) -> AsyncIterator[bytes]:
+    """The SSE body: role delta, content deltas as produced, final chunk, usage, [DONE].
+
+    One event per item, or with `batch` the events that are ready together in one item (one write
+    to the client): the role delta with the first content delta (or whatever follows it), and the
+    final chunk, usage and [DONE]. Nothing waits for more provider output to be batched."""
     final: StreamChunk | None = None
+    pending = frame.chunk({"role": "assistant", "content": ""})
     try:
         async with aclosing(chunks):  # closed however this generator ends
-            yield frame.chunk({"role": "assistant", "content": ""})
+            if not batch:
+                yield pending
+                pending = b""
             chunk: StreamChunk | None = first
             while chunk is not None:
                 if chunk.text:
-                    yield frame.chunk({"content": chunk.text})
+                    yield pending + frame.chunk({"content": chunk.text})
+                    pending = b""
                 if chunk.finish_reason:
                     final = chunk
                 chunk = await anext(chunks, None)
@@ -104,6 +111,8 @@ async def sse_events(frame: StreamFrame, first: StreamChunk, chunks: AsyncIterat
         outcome.result = exc.kind if isinstance(exc, ProviderError) else "internal_error"
         if not isinstance(exc, ProviderError):
             log.error("stream failed", action="openai_stream", error_type=type(exc).__name__, exc_info=exc)
+        if pending:
+            yield pending
         yield sse(error_body(exc))
         return
     finally:
@@ -112,7 +121,12 @@ async def sse_events(frame: StreamFrame, first: StreamChunk, chunks: AsyncIterat
         on_end(outcome)  # result stays "cancelled" when the client went away first
     if record_usage is not None:
         await record_usage(final)
-    yield frame.chunk({}, finish_reason(final.finish_reason))
+    tail = [pending, frame.chunk({}, finish_reason(final.finish_reason))]
     if frame.include_usage:
-        yield frame.usage_chunk(final.prompt_tokens, final.completion_tokens)
-    yield DONE
+        tail.append(frame.usage_chunk(final.prompt_tokens, final.completion_tokens))
+    tail.append(DONE)
+    if batch:
+        yield b"".join(tail)
+    else:
+        for part in tail[1:]:
+            yield part

@@ -15,15 +15,27 @@ Completions never run triggers, never read or write the chat context, never clea
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from providers.base import ChatRequest, ChatResult
 from services.llm import Attempt, LLMService
 
 FINISH_REASONS = frozenset({"stop", "length", "content_filter", "tool_calls"})
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one encoder, not one per call
+_ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
+
+
+def encode_json(payload: Any) -> bytes:
+    """Compact UTF-8 JSON; a lone surrogate from the provider ("\\ud83d") is kept, escaped."""
+    text = _ENCODER.encode(payload)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return _ASCII_ENCODER.encode(payload).encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,19 +55,25 @@ class CompletionInput:
 
 def plan(llm: LLMService, given: CompletionInput) -> list[Attempt]:
     """The (provider, request) attempts for this completion, in order (see the module rule)."""
-    base = ChatRequest(messages=given.messages, model=None, temperature=given.temperature,
-                       max_tokens=given.max_tokens, top_p=given.top_p, stop=given.stop,
-                       request_id=given.request_id)
+    def request(model: str | None) -> ChatRequest:
+        return ChatRequest(messages=given.messages, model=model, temperature=given.temperature,
+                           max_tokens=given.max_tokens, top_p=given.top_p, stop=given.stop,
+                           request_id=given.request_id)
+
     model = (given.model or "").strip()
     provider, slash, name = model.partition("/")
     if slash and name and provider in llm.providers:
-        return [(provider, replace(base, model=name))]
+        return [(provider, request(name))]
+    order = llm.order()
     if not model:
-        return [(n, base) for n in llm.order()]
-    for owner in llm.order():
+        default = request(None)
+        return [(n, default) for n in order]
+    for owner in order:
         if llm.providers[owner].default_model == model:
-            return [(n, base) for n in llm.order(owner)]
-    return [(n, replace(base, model=model)) for n in llm.order()]
+            default = request(None)
+            return [(n, default) for n in llm.order(owner)]
+    named = request(model)
+    return [(n, named) for n in order]
 
 
 def new_completion_id() -> str:

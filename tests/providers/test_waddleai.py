@@ -204,3 +204,47 @@ async def test_from_settings_and_factory(fake_openai):
     finally:
         await provider.aclose()
     assert fake_openai.requests[-1][1]["x-preferred-model"] == "mistral"
+
+
+async def test_one_keep_alive_connection_for_calls_and_streams(provider, fake_openai):
+    assert provider.transport is not None
+    for _ in range(2):
+        assert (await provider.chat(ChatRequest(MESSAGES))).text == fake_openai.reply
+        chunks = await collect(provider, ChatRequest(MESSAGES))
+        assert chunks[-1].finish_reason == "stop"
+    assert await provider.list_models() and await provider.health()
+    assert provider.transport.backend.connects == 1, "each stream is read to its end, so its connection is reused"
+
+
+async def test_a_stream_closed_early_drops_its_connection(provider, fake_openai):
+    fake_openai.token_delay = 60  # the fake pauses after the first piece until released
+    stream = provider.stream(ChatRequest(MESSAGES))
+    assert (await anext(stream)).text == "Hello"
+    await stream.aclose()
+    assert provider.transport.backend.connects == 1
+    fake_openai.release()
+    fake_openai.token_delay = 0.0
+    assert (await provider.chat(ChatRequest(MESSAGES))).text == fake_openai.reply
+    assert provider.transport.backend.connects == 2, "the early-closed stream's connection is not reused"
+
+
+async def test_proxy_environment_keeps_the_sdk_transport(fake_openai, monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    provider = WaddleAIProvider(fake_openai.url, "auto", timeout=5.0)
+    try:
+        assert provider.transport is None
+        assert (await provider.chat(ChatRequest(MESSAGES))).text == fake_openai.reply
+    finally:
+        await provider.aclose()
+
+
+@pytest.mark.parametrize("body", [b'{"choices": [{"message": {"content": 42}}]}', b'{"choices": []}', b"[1, 2]"])
+async def test_wrong_shapes_are_garbage(provider, fake_openai, body, monkeypatch):
+    async def respond(self, send, status, data, content_type="application/json"):
+        await type(self).start(send, status, content_type)
+        await send({"type": "http.response.body", "body": body})
+    monkeypatch.setattr(type(fake_openai), "respond", respond)
+    with pytest.raises(ProviderError) as info:
+        await provider.chat(ChatRequest(MESSAGES))
+    assert info.value.kind == "garbage"
