@@ -8,7 +8,8 @@ CPU time per call:
 - `client.chat.completions.create(**body)`: typed params (TypedDict transform) and a typed response;
 - `client.post("/chat/completions", body=…, cast_to=httpx2.Response)`: the same client, auth and
   base URL, without the param transform and the response model;
-- a bare `httpx2.AsyncClient.post`: the HTTP stack alone.
+- the same `client.post` through the asyncio network layer the service uses (services/asyncio_transport.py);
+- a bare `httpx2.AsyncClient.post`, on the default stack and on the asyncio layer: the HTTP stack alone.
 It tells how much of the OpenAI endpoint's added latency is the SDK's own work.
 """
 
@@ -29,9 +30,14 @@ async def measure(url: str, calls: int = 1500) -> list[tuple[str, float, float]]
     import httpx2
     import openai
 
+    from services.asyncio_transport import transport2
+
     body = json.loads(payloads.openai_body(False))
     client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
+    ours = openai.AsyncOpenAI(base_url=url + "/v1", api_key="x", max_retries=0,
+                              http_client=openai.DefaultAsyncHttpxClient(transport=transport2()))
     bare = httpx2.AsyncClient(base_url=url)
+    bare_ours = httpx2.AsyncClient(base_url=url, transport=transport2())
 
     async def typed() -> object:
         return await client.chat.completions.create(**body)
@@ -40,12 +46,20 @@ async def measure(url: str, calls: int = 1500) -> list[tuple[str, float, float]]
         response = await client.post("/chat/completions", body=body, cast_to=httpx2.Response)
         return json.loads(response.content)
 
+    async def low_level_ours() -> object:
+        response = await ours.post("/chat/completions", body=body, cast_to=httpx2.Response)
+        return json.loads(response.content)
+
     async def plain() -> object:
         return (await bare.post("/v1/chat/completions", json=body)).json()
 
+    async def plain_ours() -> object:
+        return (await bare_ours.post("/v1/chat/completions", json=body)).json()
+
     out = []
     for name, call in (("create() (typed)", typed), ("client.post(cast_to=Response)", low_level),
-                       ("bare httpx2 post", plain)):
+                       ("client.post, asyncio layer", low_level_ours), ("bare httpx2 post", plain),
+                       ("bare httpx2 post, asyncio layer", plain_ours)):
         for _ in range(200):
             await call()
         latencies = []
@@ -57,8 +71,10 @@ async def measure(url: str, calls: int = 1500) -> list[tuple[str, float, float]]
         after = resource.getrusage(resource.RUSAGE_SELF)
         cpu = (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / calls
         out.append((name, statistics.median(latencies) * 1000, cpu * 1e6))
-    await client.close()
-    await bare.aclose()
+    for closing in (client, ours):
+        await closing.close()
+    for plain_client in (bare, bare_ours):
+        await plain_client.aclose()
     return out
 
 
