@@ -171,7 +171,10 @@ def test_a_community_api_key_is_stored_encrypted_and_shown_only_as_set(pg, fake_
 def test_a_full_durable_queue_answers_429_and_accepts_again_once_worked_off(pg, fake_ollama, fake_router):
     with running_app(pg_settings(pg, fake_ollama, fake_router, max_queue=2)) as app:
         wait_ready(app)
-        app.runtime.queue.stop_claiming()  # from now on, rows wait
+        async def stop_claiming() -> None:  # on the app's loop: the queue is not thread-safe
+            app.runtime.queue.stop_claiming()
+
+        app.server.call(stop_claiming())  # from now on, rows wait
         for i in range(2):
             interaction_id(app.post_interaction(interaction_body("hello", user_id=f"q{i}")))
         full = app.post_interaction(interaction_body("hello", user_id="over"))
