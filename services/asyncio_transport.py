@@ -20,6 +20,8 @@ import asyncio
 import socket
 import ssl
 import typing
+import weakref
+from collections import deque
 
 import httpcore
 import httpx
@@ -81,6 +83,50 @@ class _Connection(asyncio.Protocol):
         return bool(self._buffer) or self._eof
 
 
+class _Turns:
+    """Upstream answers resume one per event-loop turn, in arrival order.
+
+    Ten LLM answers arriving together would otherwise each run their whole continuation (parse the
+    answer, build and send the router post: ~2 ms of CPU) in one loop turn, and an ACK arriving
+    meanwhile waits for all of them. With turns, a read that had to wait for data goes on at once if
+    no other did in this turn, else waits for its own turn, so the loop polls sockets (and serves
+    ACKs) between two answers. Reads of data already buffered do not take a turn.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._taken = False
+        self._waiting: deque[asyncio.Future[None]] = deque()
+
+    async def take(self) -> None:
+        if not self._taken:
+            self._taken = True
+            self._loop.call_soon(self._next)  # runs next turn, after this turn's callbacks
+            return
+        turn = self._loop.create_future()
+        self._waiting.append(turn)
+        await turn
+
+    def _next(self) -> None:
+        while self._waiting:
+            turn = self._waiting.popleft()
+            if not turn.done():  # a cancelled waiter gives its turn away
+                turn.set_result(None)
+                self._loop.call_soon(self._next)
+                return
+        self._taken = False
+
+
+_turns: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Turns]" = weakref.WeakKeyDictionary()
+
+
+def _turns_of(loop: asyncio.AbstractEventLoop) -> _Turns:
+    turns = _turns.get(loop)
+    if turns is None:
+        turns = _turns[loop] = _Turns(loop)
+    return turns
+
+
 class _Stream(httpcore.AsyncNetworkStream):
     """httpcore's stream interface (httpcore2's is the same); `errors` is the module raising."""
 
@@ -93,7 +139,8 @@ class _Stream(httpcore.AsyncNetworkStream):
         if conn.outgoing:
             self._send()
         if not conn._buffer and not conn._eof:
-            conn._reader = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            conn._reader = loop.create_future()
             try:
                 async with asyncio.timeout(timeout):
                     await conn._reader
@@ -101,6 +148,7 @@ class _Stream(httpcore.AsyncNetworkStream):
                 raise self._errors.ReadTimeout("timed out reading from the upstream") from None
             finally:
                 conn._reader = None
+            await _turns_of(loop).take()
         if not conn._buffer:
             if conn._error is not None:
                 raise self._errors.ReadError(str(conn._error) or repr(conn._error))

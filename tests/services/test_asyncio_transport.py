@@ -186,3 +186,25 @@ async def test_the_httpx2_flavour_reuses_connections_and_raises_httpx2_errors(se
     async with httpx2.AsyncClient(base_url=hanging_url, transport=transport2(), timeout=0.3) as client:
         with pytest.raises(httpx2.ReadTimeout):
             await client.post("/x", json={})
+
+
+async def test_answers_resume_one_per_loop_turn_in_order_and_a_cancelled_waiter_passes_its_turn():
+    from services.asyncio_transport import _Turns
+
+    loop = asyncio.get_running_loop()
+    turns = _Turns(loop)
+    resumed: list[str] = []
+
+    async def answer(name: str) -> None:
+        await turns.take()
+        resumed.append(name)
+
+    tasks = {name: asyncio.create_task(answer(name)) for name in "abcd"}
+    await asyncio.sleep(0)  # one turn: every task reached take(); only the first went on
+    assert resumed == ["a"]
+    tasks["c"].cancel()
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert resumed == ["a", "b", "d"]
+    assert tasks["c"].cancelled()
+    await asyncio.wait_for(turns.take(), 1)  # the chain ended: a lone taker goes on at once
