@@ -264,36 +264,34 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         await asyncio.sleep(seconds)
 
 
-def transport(*, verify: ssl.SSLContext | bool = True, limits: httpx.Limits | None = None,
-              retries: int = 0) -> httpx.AsyncHTTPTransport:
-    """An `httpx.AsyncHTTPTransport` (TLS settings, limits, HTTP/1.1) whose pool uses AsyncioBackend."""
-    limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
-    made = httpx.AsyncHTTPTransport(verify=verify, limits=limits, retries=retries)
-    pool = made._pool  # httpx builds the pool; we only swap its network layer (pinned httpx 0.28)
-    backend = AsyncioBackend()
-    made._pool = httpcore.AsyncConnectionPool(
-        ssl_context=pool._ssl_context, max_connections=limits.max_connections,
+def _on_asyncio(httpx_module: typing.Any, httpcore_module: typing.Any, verify: ssl.SSLContext | bool,
+                limits: typing.Any, retries: int) -> typing.Any:
+    """`httpx_module.AsyncHTTPTransport` (TLS settings, limits, HTTP/1.1) whose pool uses AsyncioBackend.
+
+    httpx builds the pool (and its SSL context); only the network layer is swapped (pinned httpx 0.28
+    and httpx2: `_pool` and its `_ssl_context` are private there)."""
+    limits = limits or httpx_module.Limits(max_connections=100, max_keepalive_connections=20)
+    made = httpx_module.AsyncHTTPTransport(verify=verify, limits=limits, retries=retries)
+    backend = AsyncioBackend(httpcore_module)
+    made._pool = httpcore_module.AsyncConnectionPool(
+        ssl_context=made._pool._ssl_context, max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry, http1=True, http2=False, retries=retries,
         network_backend=backend)
-    made.backend = backend  # type: ignore[attr-defined]
+    made.backend = backend  # connections opened: `made.backend.connects`
     return made
+
+
+def transport(*, verify: ssl.SSLContext | bool = True, limits: httpx.Limits | None = None,
+              retries: int = 0) -> httpx.AsyncHTTPTransport:
+    """For `httpx` (the Ollama and router clients)."""
+    return _on_asyncio(httpx, httpcore, verify, limits, retries)
 
 
 def transport2(*, verify: ssl.SSLContext | bool = True, limits: typing.Any = None,
                retries: int = 0) -> "httpx2.AsyncHTTPTransport":
-    """The same for `httpx2` (what `openai.AsyncOpenAI(http_client=...)` takes)."""
+    """For `httpx2` (what `openai.AsyncOpenAI(http_client=...)` takes)."""
     import httpcore2
     import httpx2
 
-    limits = limits or httpx2.Limits(max_connections=100, max_keepalive_connections=20)
-    made = httpx2.AsyncHTTPTransport(verify=verify, limits=limits, retries=retries)
-    pool = made._pool  # as above (pinned httpx2)
-    backend = AsyncioBackend(httpcore2)
-    made._pool = httpcore2.AsyncConnectionPool(
-        ssl_context=pool._ssl_context, max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry, http1=True, http2=False, retries=retries,
-        network_backend=backend)
-    made.backend = backend  # type: ignore[attr-defined]
-    return made
+    return _on_asyncio(httpx2, httpcore2, verify, limits, retries)

@@ -299,7 +299,7 @@ async def test_idle_workers_are_served_by_one_claim_and_never_more_rows_than_the
         assert pg.value("SELECT count(*) FROM ai_interaction_queue WHERE status = 'done'") == 5
         await asyncio.sleep(0)
     finishes = [sql for _, sql in records if "status = 'done'" in sql]
-    assert 1 <= len(finishes) <= 2, finishes  # the first outcome starts a write, the rest share the next
+    assert len(finishes) in (1, 2), finishes  # the first outcome starts a write, the rest share the next
     assert not consumer._leases.held
 
 
@@ -340,7 +340,7 @@ async def test_notifications_are_coalesced_while_no_local_worker_waits(pg, queue
         elapsed_all = loop.time() - started
         await asyncio.sleep(0)
     notifies = sum("pg_notify" in sql for _, sql in records)
-    assert 1 <= notifies <= 2 + elapsed_all / claimer.NOTIFY_INTERVAL_S, (notifies, elapsed)
+    assert notifies >= 1 and notifies <= 2 + elapsed_all / claimer.NOTIFY_INTERVAL_S, (notifies, elapsed)
 
 
 async def test_closing_writes_outcomes_in_flight_before_releasing(pg, queues):
