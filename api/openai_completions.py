@@ -88,7 +88,7 @@ async def _stream(llm: LLMService, given: CompletionInput, fields: dict[str, Any
         await usage.record(None, outcome.stats.provider or "unknown", final.model or frame.model,
                            final.prompt_tokens, final.completion_tokens)
 
-    response = Response(sse_events(frame, first, chunks, outcome, in_band, on_end, record_usage, batch=True),
+    response = Response(sse_events(frame, first, chunks, outcome, in_band, on_end, record_usage),
                         status=200, content_type="text/event-stream; charset=utf-8")
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"  # no proxy buffering either

@@ -83,19 +83,16 @@ async def sse_events(frame: StreamFrame, first: StreamChunk, chunks: AsyncIterat
                      outcome: StreamOutcome, error_body: Callable[[BaseException], dict[str, Any]],
                      on_end: Callable[[StreamOutcome], None],
                      record_usage: Callable[[StreamChunk], Awaitable[None]] | None = None,
-                     batch: bool = False) -> AsyncIterator[bytes]:
+                     ) -> AsyncIterator[bytes]:
     """The SSE body: role delta, content deltas as produced, final chunk, usage, [DONE].
 
-    One event per item, or with `batch` the events that are ready together in one item (one write
-    to the client): the role delta with the first content delta (or whatever follows it), and the
-    final chunk, usage and [DONE]. Nothing waits for more provider output to be batched."""
+    Events that are ready together go out as one item (one write to the client): the role delta with
+    the first content delta (or whatever follows it), and the final chunk, usage and [DONE]. Nothing
+    waits for more provider output to be batched."""
     final: StreamChunk | None = None
     pending = frame.chunk({"role": "assistant", "content": ""})
     try:
         async with aclosing(chunks):  # closed however this generator ends
-            if not batch:
-                yield pending
-                pending = b""
             chunk: StreamChunk | None = first
             while chunk is not None:
                 if chunk.text:
@@ -125,8 +122,4 @@ async def sse_events(frame: StreamFrame, first: StreamChunk, chunks: AsyncIterat
     if frame.include_usage:
         tail.append(frame.usage_chunk(final.prompt_tokens, final.completion_tokens))
     tail.append(DONE)
-    if batch:
-        yield b"".join(tail)
-    else:
-        for part in tail[1:]:
-            yield part
+    yield b"".join(tail)

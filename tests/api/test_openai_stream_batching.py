@@ -1,4 +1,4 @@
-"""services/completion_stream.sse_events(batch=True), as the OpenAI endpoint sends streams: the
+"""services/completion_stream.sse_events, as the OpenAI endpoint sends streams: the
 events that are ready together go out in one write, and nothing waits for the provider to batch."""
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ async def test_batches_only_what_is_ready():
 
     ended: list[str] = []
     body = sse_events(frame, StreamChunk(text="Hello", model="m"), rest(), StreamOutcome(),
-                      lambda exc: {"error": {"message": str(exc)}}, lambda o: ended.append(o.result), batch=True)
+                      lambda exc: {"error": {"message": str(exc)}}, lambda o: ended.append(o.result))
     first = await asyncio.wait_for(anext(body), 5)  # out at once, although the provider is still busy
     assert kinds(first) == ["role", "text:Hello"]
     gate.set()
@@ -67,8 +67,7 @@ async def test_empty_answer_and_failure_keep_the_role_event():
         yield  # pragma: no cover
 
     final = StreamChunk(model="m", finish_reason="stop")
-    items = [i async for i in sse_events(frame, final, nothing(), StreamOutcome(), lambda e: {}, lambda o: None,
-                                         batch=True)]
+    items = [i async for i in sse_events(frame, final, nothing(), StreamOutcome(), lambda e: {}, lambda o: None)]
     assert [kinds(i) for i in items] == [["role", "finish", "done"]]
 
     async def failing():
@@ -77,6 +76,6 @@ async def test_empty_answer_and_failure_keep_the_role_event():
 
     outcome = StreamOutcome()
     items = [i async for i in sse_events(frame, final, failing(), outcome,
-                                         lambda e: {"error": {"message": str(e)}}, lambda o: None, batch=True)]
+                                         lambda e: {"error": {"message": str(e)}}, lambda o: None)]
     assert [k for i in items for k in kinds(i)] == ["role", "error"] and outcome.result == "connect"
     assert not any(i.endswith(DONE) for i in items)

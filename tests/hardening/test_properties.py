@@ -166,10 +166,11 @@ async def _collect(frame: StreamFrame, texts: list[str]) -> list[bytes]:
             yield chunk
 
     ended: list[StreamOutcome] = []
-    out = [part async for part in sse_events(frame, chunks[0], rest(), StreamOutcome(),
-                                             lambda exc: {"error": repr(exc)}, ended.append)]
+    writes = [part async for part in sse_events(frame, chunks[0], rest(), StreamOutcome(),
+                                                lambda exc: {"error": repr(exc)}, ended.append)]
     assert [o.result for o in ended] == ["success"]
-    return out
+    # A write may carry several events; each event is one data line ended by a blank line.
+    return [event + b"\n\n" for event in b"".join(writes).split(b"\n\n")[:-1]]
 
 
 @hyp_settings(max_examples=150, deadline=None)
