@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Protocol
 
+from services.logs import request_id_var
+
 
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
@@ -23,6 +25,11 @@ class ChatRequest:
     stop: list[str] | None = None
     request_id: str | None = None  # sent upstream as X-Request-ID
     extra_headers: dict[str, str] = field(default_factory=dict)
+
+    def upstream_headers(self) -> dict[str, str]:
+        """Headers for the provider: the extra ones and X-Request-ID (this call's, else the bound one)."""
+        rid = self.request_id or request_id_var.get()
+        return {**self.extra_headers, **({"X-Request-ID": rid} if rid else {})}
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,6 @@ import ollama
 
 from providers.base import ChatRequest, ChatResult, ModelNotFound, ProviderError, StreamChunk
 from services import asyncio_transport
-from services.logs import request_id_var
 
 _upstream_headers: ContextVar[dict[str, str]] = ContextVar("ollama_upstream_headers", default={})
 
@@ -24,11 +23,6 @@ _upstream_headers: ContextVar[dict[str, str]] = ContextVar("ollama_upstream_head
 async def _add_headers(request: httpx.Request) -> None:
     for key, value in _upstream_headers.get().items():
         request.headers[key] = value
-
-
-def _headers_for(request: ChatRequest) -> dict[str, str]:
-    rid = request.request_id or request_id_var.get()
-    return {**request.extra_headers, **({"X-Request-ID": rid} if rid else {})}
 
 
 def _options(request: ChatRequest) -> dict[str, Any] | None:
@@ -94,7 +88,7 @@ class OllamaProvider:
 
     async def chat(self, request: ChatRequest) -> ChatResult:
         model = request.model or self.default_model
-        token = _upstream_headers.set(_headers_for(request))
+        token = _upstream_headers.set(request.upstream_headers())
         try:
             async with asyncio.timeout(self.timeout):
                 response = await self._client.chat(model=model, messages=request.messages,
@@ -113,7 +107,7 @@ class OllamaProvider:
         """Yield chunks as Ollama sends them; close with `aclose()` when stopping early."""
         model = request.model or self.default_model
         parts: Any = None
-        token = _upstream_headers.set(_headers_for(request))
+        token = _upstream_headers.set(request.upstream_headers())
         try:  # connect and wait for the first line under the overall timeout
             async with asyncio.timeout(self.timeout):
                 parts = await self._client.chat(model=model, messages=request.messages,

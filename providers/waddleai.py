@@ -25,7 +25,6 @@ import openai
 from providers import sse
 from providers.base import ChatRequest, ChatResult, ModelNotFound, ProviderError, StreamChunk
 from services.asyncio_transport import transport2
-from services.logs import request_id_var
 
 NAME = "waddleai"
 DRAIN_TIMEOUT_S = 0.1  # after [DONE], as the SDK's own streams do
@@ -156,8 +155,7 @@ class WaddleAIProvider:
         return body
 
     def _options(self, request: ChatRequest) -> dict[str, Any]:
-        rid = request.request_id or request_id_var.get()
-        headers = {**request.extra_headers, **({"X-Request-ID": rid} if rid else {}), **self._auth}
+        headers = {**request.upstream_headers(), **self._auth}
         return {"headers": headers} if headers else {}
 
     async def chat(self, request: ChatRequest) -> ChatResult:
