@@ -1,4 +1,4 @@
-"""JSON logs, one object per line on stdout, with the request id bound per request.
+"""JSON logs, one object per line on stdout (written by a thread: services/log_writer.py), with the request id bound per request.
 
 Fields: timestamp, level, module, component, action, event (the message), request_id,
 interaction_id, community, user (a short salted hash, never the raw id), result,
@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import unquote, urlsplit
 
 import structlog
@@ -100,13 +100,17 @@ def _secret_parts(secrets: list[str] | None, salt: str) -> tuple[str, ...]:
     return tuple(sorted((s for s in found if len(s) >= 4), key=len, reverse=True))
 
 
-def configure_logging(level: str = "INFO", salt: str = DEFAULT_SALT, secrets: list[str] | None = None) -> None:
+def configure_logging(level: str = "INFO", salt: str = DEFAULT_SALT, secrets: list[str] | None = None,
+                      stream: TextIO | None = None) -> None:
+    """`stream` defaults to sys.stdout; `python app.py` passes a services/log_writer.LineWriter
+    around it, so that no log write blocks the event loop."""
     global _salt, _secrets
+    out = stream or sys.stdout
     _salt = salt.encode() or DEFAULT_SALT.encode()
     _secrets = _secret_parts(secrets, salt)
 
     # Standard-library logging (Hypercorn, asyncio, Quart, warnings) → the same JSON on stdout.
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(out)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[
             structlog.contextvars.merge_contextvars,
@@ -137,7 +141,7 @@ def configure_logging(level: str = "INFO", salt: str = DEFAULT_SALT, secrets: li
             _render,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.WriteLoggerFactory(file=sys.stdout),
+        logger_factory=structlog.WriteLoggerFactory(file=out),
         cache_logger_on_first_use=True,
     )
 
