@@ -9,6 +9,7 @@ import re
 import signal
 import sys
 import time
+from typing import TextIO
 
 from quart import Quart, Response, g, request
 from quart_schema import QuartSchema
@@ -16,8 +17,10 @@ from quart_schema import QuartSchema
 from api import admin, interaction, openai_api, operations
 from api.auth import KeyRing
 from api.errors import register_error_handlers
+from api.route_cache import RouteMap
 from config.settings import VERSION, ConfigError, Settings, load_settings
 from services import metrics
+from services.log_writer import LineWriter
 from services.logs import configure_logging, get_logger, new_request_id, request_id_var
 from services.runtime import Runtime
 
@@ -29,10 +32,15 @@ access_log = get_logger("access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
-def create_app(settings: Settings | None = None) -> Quart:
+class App(Quart):
+    url_map_class = RouteMap  # werkzeug's matcher, fixed-path matches remembered (api/route_cache.py)
+
+
+def create_app(settings: Settings | None = None, log_stream: TextIO | None = None) -> Quart:
     settings = settings or load_settings()
-    configure_logging(settings.log_level, settings.user_hash_salt.get_secret_value(), settings.secret_values())
-    app = Quart(__name__)
+    configure_logging(settings.log_level, settings.user_hash_salt.get_secret_value(), settings.secret_values(),
+                      log_stream)
+    app = App(__name__)
     metrics.configure(settings)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, RESPONSE_TIMEOUT=None, BODY_TIMEOUT=30)
     QuartSchema(app, info={"title": "AI Interaction Module", "version": VERSION})
@@ -142,10 +150,15 @@ def main() -> None:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         sys.exit(2)
-    app = create_app(settings)
-    import uvloop
+    # Log lines are written to stdout by a thread, never on the event loop (services/log_writer.py).
+    writer = LineWriter(sys.stdout)
+    try:
+        app = create_app(settings, writer)
+        import uvloop
 
-    uvloop.run(serve(app, settings))
+        uvloop.run(serve(app, settings))
+    finally:
+        writer.close()
 
 
 if __name__ == "__main__":
