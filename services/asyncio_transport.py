@@ -26,6 +26,8 @@ from collections import deque
 import httpcore
 import httpx
 
+from services.unbound_responses import AcyclicTransport
+
 if typing.TYPE_CHECKING:
     import httpx2
 
@@ -264,14 +266,14 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         await asyncio.sleep(seconds)
 
 
-def _on_asyncio(httpx_module: typing.Any, httpcore_module: typing.Any, verify: ssl.SSLContext | bool,
-                limits: typing.Any, retries: int) -> typing.Any:
+def _on_asyncio(transport_cls: typing.Any, httpx_module: typing.Any, httpcore_module: typing.Any,
+                verify: ssl.SSLContext | bool, limits: typing.Any, retries: int) -> typing.Any:
     """`httpx_module.AsyncHTTPTransport` (TLS settings, limits, HTTP/1.1) whose pool uses AsyncioBackend.
 
     httpx builds the pool (and its SSL context); only the network layer is swapped (pinned httpx 0.28
     and httpx2: `_pool` and its `_ssl_context` are private there)."""
     limits = limits or httpx_module.Limits(max_connections=100, max_keepalive_connections=20)
-    made = httpx_module.AsyncHTTPTransport(verify=verify, limits=limits, retries=retries)
+    made = transport_cls(verify=verify, limits=limits, retries=retries)
     backend = AsyncioBackend(httpcore_module)
     made._pool = httpcore_module.AsyncConnectionPool(
         ssl_context=made._pool._ssl_context, max_connections=limits.max_connections,
@@ -284,8 +286,8 @@ def _on_asyncio(httpx_module: typing.Any, httpcore_module: typing.Any, verify: s
 
 def transport(*, verify: ssl.SSLContext | bool = True, limits: httpx.Limits | None = None,
               retries: int = 0) -> httpx.AsyncHTTPTransport:
-    """For `httpx` (the Ollama and router clients)."""
-    return _on_asyncio(httpx, httpcore, verify, limits, retries)
+    """For `httpx` (the Ollama and router clients); responses without httpx's reference cycle."""
+    return _on_asyncio(AcyclicTransport, httpx, httpcore, verify, limits, retries)
 
 
 def transport2(*, verify: ssl.SSLContext | bool = True, limits: typing.Any = None,
@@ -294,4 +296,4 @@ def transport2(*, verify: ssl.SSLContext | bool = True, limits: typing.Any = Non
     import httpcore2
     import httpx2
 
-    return _on_asyncio(httpx2, httpcore2, verify, limits, retries)
+    return _on_asyncio(httpx2.AsyncHTTPTransport, httpx2, httpcore2, verify, limits, retries)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import gc
 import ipaddress
 import json
 import ssl
@@ -86,6 +87,35 @@ async def test_the_pool_runs_on_the_asyncio_backend():
     made = transport()
     assert isinstance(made._pool._network_backend, AsyncioBackend)
     await made.aclose()
+
+
+async def test_a_read_response_is_freed_without_the_cyclic_collector(server):
+    """services/unbound_responses.py: httpx's Response <-> BoundAsyncStream cycle is undone once the
+    body is closed, so a call's objects go by reference counting (httpx alone leaves ~40 per call)."""
+    _, url = await server()
+    async with httpx.AsyncClient(base_url=url, transport=transport()) as client:
+        await client.post("/x", json={})
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(50):
+                response = await client.post("/x", json={"i": 1})
+                assert response.json()["bytes"] == len(b'{"i":1}')
+                assert response.elapsed.total_seconds() > 0  # httpx still records it
+            del response
+            left = gc.collect()
+        finally:
+            gc.enable()
+    assert left < 50
+
+
+async def test_a_streamed_response_still_reads_through_the_unbinding_stream(server):
+    _, url = await server()
+    async with httpx.AsyncClient(base_url=url, transport=transport()) as client:
+        async with client.stream("POST", "/x", json={"abc": 1}) as response:
+            body = b"".join([chunk async for chunk in response.aiter_bytes()])
+        assert json.loads(body)["bytes"] == len(b'{"abc":1}')
+        assert response.is_closed and response.elapsed.total_seconds() > 0
 
 
 async def test_requests_reuse_one_connection(server):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import gc
 import time
 import uuid
 
@@ -312,3 +313,24 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
     future = parse_retry_after(email.utils.formatdate(time.time() + 30, usegmt=True))
     assert future is not None and 28 <= future <= 30
+
+
+async def test_a_post_delivered_at_once_leaves_no_retry_state_or_response_cycles(
+        fake_router: FakeRouter, make_client) -> None:
+    """The first attempt runs without stamina's retry objects, and the httpx response is freed by
+    reference counting: nothing of ours waits for the cyclic collector (the fake router, in a thread
+    of this process, may leave its own)."""
+    client = make_client(fake_router.base_url)
+    assert await client.post_reply(payload(), interaction_id="warm-up", request_id=None)
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for i in range(20):
+            assert await client.post_reply(payload(f"i-{i}"), interaction_id=f"i-{i}", request_id=None)
+        gc.collect()
+        ours = [type(o) for o in gc.garbage
+                if type(o).__module__.split(".")[0] in ("stamina", "tenacity", "httpx", "httpcore")]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert ours == []
