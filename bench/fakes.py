@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Any
 
-from tests.fakes.asgi import answer_lifespan, read_body
+from tests.fakes.asgi import is_http, read_body
 from tests.fakes.fake_ollama import FakeOllama
 from tests.fakes.fake_openai import FakeOpenAI
 
@@ -59,10 +59,7 @@ class Controlled:
         self.fake = fake
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await answer_lifespan(receive, send)
-            return
-        if scope["type"] != "http":
+        if not await is_http(scope, receive, send):
             return
         path = scope["path"]
         if path == "/__bench/stats":

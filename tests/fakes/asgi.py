@@ -18,6 +18,13 @@ async def answer_lifespan(receive: Receive, send: Send) -> None:
             return
 
 
+async def is_http(scope: dict[str, Any], receive: Receive, send: Send) -> bool:
+    """True for an HTTP request; a lifespan scope is answered here, anything else ignored."""
+    if scope["type"] == "lifespan":
+        await answer_lifespan(receive, send)
+    return scope["type"] == "http"
+
+
 async def read_body(receive: Receive) -> bytes | None:
     """The whole request body, or None when the client disconnected before sending it."""
     body = b""

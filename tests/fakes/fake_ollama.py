@@ -13,7 +13,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
 
-from tests.fakes.asgi import answer_lifespan, read_body
+from tests.fakes.asgi import is_http, read_body
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -76,10 +76,7 @@ class FakeUpstream:
 
     # --- ASGI -------------------------------------------------------------------------------
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await answer_lifespan(receive, send)
-            return
-        if scope["type"] != "http":
+        if not await is_http(scope, receive, send):
             return
         self._loop = asyncio.get_running_loop()
         if self._release is None:

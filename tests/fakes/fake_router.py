@@ -32,7 +32,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from tests.fakes.asgi import answer_lifespan, read_body
+from tests.fakes.asgi import is_http, read_body
 from tests.server_thread import ServerThread, free_port
 
 
@@ -123,10 +123,7 @@ class FakeRouter:
 
     # --- ASGI -----------------------------------------------------------------------------
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await answer_lifespan(receive, send)
-            return
-        if scope["type"] != "http":
+        if not await is_http(scope, receive, send):
             return
         raw = await read_body(receive)
         if raw is None:

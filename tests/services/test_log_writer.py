@@ -59,6 +59,15 @@ def call_returns(fn) -> bool:
     return done.wait(DEADLINE_S)
 
 
+def blocked_writer(stream: Stream, first: str, **kwargs) -> LineWriter:
+    """A writer whose thread is inside the stream's write() of `first`, held there until gate.set()."""
+    writer = LineWriter(stream, **kwargs)
+    stream.gate.clear()
+    writer.write(first)
+    assert stream.entered.wait(DEADLINE_S)
+    return writer
+
+
 @pytest.fixture
 def stream():
     s = Stream()
@@ -76,10 +85,7 @@ def test_lines_reach_the_stream_in_order(stream):
 
 
 def test_lines_waiting_together_are_written_in_one_call(stream):
-    writer = LineWriter(stream)
-    stream.gate.clear()
-    writer.write("first\n")
-    assert stream.entered.wait(DEADLINE_S)  # the thread is inside the first write, blocked
+    writer = blocked_writer(stream, "first\n")
     for i in range(100):
         writer.write(f"queued {i}\n")
     stream.gate.set()
@@ -89,10 +95,7 @@ def test_lines_waiting_together_are_written_in_one_call(stream):
 
 
 def test_a_blocked_stream_does_not_block_the_writer(stream):
-    writer = LineWriter(stream)
-    stream.gate.clear()
-    writer.write("blocks the thread\n")
-    assert stream.entered.wait(DEADLINE_S)
+    writer = blocked_writer(stream, "blocks the thread\n")
     assert call_returns(lambda: [writer.write(f"more {i}\n") for i in range(1000)])
     assert stream.lines() == []  # nothing got through while blocked
     stream.gate.set()
@@ -101,10 +104,7 @@ def test_a_blocked_stream_does_not_block_the_writer(stream):
 
 
 def test_a_full_buffer_drops_lines_and_says_how_many(stream):
-    writer = LineWriter(stream, max_lines=10)
-    stream.gate.clear()
-    writer.write("in flight\n")
-    assert stream.entered.wait(DEADLINE_S)
+    writer = blocked_writer(stream, "in flight\n", max_lines=10)
     for i in range(25):
         writer.write(f"line {i}\n")
     assert writer.dropped == 15
@@ -132,10 +132,7 @@ def test_a_failing_stream_never_raises_and_the_loss_is_reported(stream):
 
 
 def test_close_writes_what_is_waiting_and_later_lines_go_straight_out(stream):
-    writer = LineWriter(stream)
-    stream.gate.clear()
-    writer.write("a\n")
-    assert stream.entered.wait(DEADLINE_S)
+    writer = blocked_writer(stream, "a\n")
     writer.write("b\n")
     writer.write("c\n")
     stream.gate.set()
