@@ -3,13 +3,15 @@
     .venv/bin/python -m bench.sdk_floor
 
 Starts the fake OpenAI-compatible provider in its own process, then, in this process, calls it
-sequentially over one keep-alive connection in three ways and prints p50 latency and the client's
-CPU time per call:
+sequentially over one keep-alive connection in several ways and prints p50 latency and the client's
+CPU time per call (two passes, so the spread shows):
 - `client.chat.completions.create(**body)`: typed params (TypedDict transform) and a typed response;
 - `client.post("/chat/completions", body=…, cast_to=httpx2.Response)`: the same client, auth and
-  base URL, without the param transform and the response model;
-- the same `client.post` through the asyncio network layer the service uses (services/asyncio_transport.py);
-- a bare `httpx2.AsyncClient.post`, on the default stack and on the asyncio layer: the HTTP stack alone.
+  base URL, without the param transform and the response model — on the SDK's default HTTP stack
+  (httpx2 → httpcore2 → h11) and on the aiohttp transport the service uses
+  (services/aiohttp_transport.py);
+- a bare `httpx2.AsyncClient.post` (the SDK's HTTP stack alone) and a bare `aiohttp` post (the floor
+  of the service's transport).
 It tells how much of the OpenAI endpoint's added latency is the SDK's own work.
 """
 
@@ -27,17 +29,19 @@ from bench.procs import Fleet
 
 
 async def measure(url: str, calls: int = 1500) -> list[tuple[str, float, float]]:
+    import aiohttp
     import httpx2
     import openai
 
-    from services.asyncio_transport import transport2
+    from services.aiohttp_transport import AiohttpTransport
 
     body = json.loads(payloads.openai_body(False))
+    raw = json.dumps(body).encode()
     client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
     ours = openai.AsyncOpenAI(base_url=url + "/v1", api_key="x", max_retries=0,
-                              http_client=openai.DefaultAsyncHttpxClient(transport=transport2()))
+                              http_client=openai.DefaultAsyncHttpxClient(transport=AiohttpTransport()))
     bare = httpx2.AsyncClient(base_url=url)
-    bare_ours = httpx2.AsyncClient(base_url=url, transport=transport2())
+    session = aiohttp.ClientSession(url)
 
     async def typed() -> object:
         return await client.chat.completions.create(**body)
@@ -53,13 +57,15 @@ async def measure(url: str, calls: int = 1500) -> list[tuple[str, float, float]]
     async def plain() -> object:
         return (await bare.post("/v1/chat/completions", json=body)).json()
 
-    async def plain_ours() -> object:
-        return (await bare_ours.post("/v1/chat/completions", json=body)).json()
+    async def plain_aiohttp() -> object:
+        async with session.post("/v1/chat/completions", data=raw,
+                                headers={"content-type": "application/json"}) as response:
+            return json.loads(await response.read())
 
     out = []
     for name, call in (("create() (typed)", typed), ("client.post(cast_to=Response)", low_level),
-                       ("client.post, asyncio layer", low_level_ours), ("bare httpx2 post", plain),
-                       ("bare httpx2 post, asyncio layer", plain_ours)):
+                       ("client.post, aiohttp transport", low_level_ours), ("bare httpx2 post", plain),
+                       ("bare aiohttp post", plain_aiohttp)) * 2:
         for _ in range(200):
             await call()
         latencies = []
@@ -73,8 +79,8 @@ async def measure(url: str, calls: int = 1500) -> list[tuple[str, float, float]]
         out.append((name, statistics.median(latencies) * 1000, cpu * 1e6))
     for closing in (client, ours):
         await closing.close()
-    for plain_client in (bare, bare_ours):
-        await plain_client.aclose()
+    await bare.aclose()
+    await session.close()
     return out
 
 

@@ -6,9 +6,9 @@ The SDK's own retries are off (`max_retries=0`): the service owns retries and th
 Chat calls go through the SDK's lower-level `client.post(<root>/v1/chat/completions, body=…,
 cast_to=httpx2.Response)`: same client, auth, headers, timeouts and status-error mapping
 as `chat.completions.create()`, without its typed-params transform and response models (≈ 1 ms of
-CPU per call); the JSON answer and the SSE stream are read here. The SDK's HTTP client (httpx2 →
-httpcore2 → h11) runs on the asyncio network layer of services/asyncio_transport.py instead of
-anyio, unless proxy environment variables are set (that transport is built without proxy support).
+CPU per call); the JSON answer and the SSE stream are read here. The SDK's HTTP client (httpx2)
+sends through aiohttp (services/aiohttp_transport.py) instead of httpcore2/h11, unless proxy
+environment variables are set (that transport has no proxy support; the SDK's own one has).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import openai
 
 from providers import sse
 from providers.base import ChatRequest, ChatResult, ModelNotFound, ProviderError, StreamChunk
-from services.asyncio_transport import transport2
+from services.aiohttp_transport import AiohttpTransport
 
 NAME = "waddleai"
 DRAIN_TIMEOUT_S = 0.1  # after [DONE], as the SDK's own streams do
@@ -103,12 +103,12 @@ async def _drain(events: AsyncIterator[sse.Event]) -> None:
         pass
 
 
-def _transport() -> httpx2.AsyncHTTPTransport | None:
+def _transport() -> AiohttpTransport | None:
     """The SDK client's transport: ours, or None (the SDK's own, which honours them) when proxy
     environment variables are set."""
     if any(key in ("http", "https", "all") for key in urllib.request.getproxies()):
         return None
-    return transport2(limits=openai.DEFAULT_CONNECTION_LIMITS)
+    return AiohttpTransport(limits=openai.DEFAULT_CONNECTION_LIMITS)
 
 
 class WaddleAIProvider:

@@ -9,9 +9,8 @@ of that buffer. Everything else — HTTP/1.1 framing, pooling, keep-alive, TLS v
 timeouts of `httpx.Timeout` — stays httpcore's and httpx's.
 
 `transport(...)` builds an `httpx.AsyncHTTPTransport` and gives its connection pool this backend;
-`transport2(...)` does the same for `httpx2`/`httpcore2` (the forks the `openai` SDK ≥ 3 sends
-through, with the same network-backend interface). The stream raises the exceptions of the httpcore
-it serves, so httpx (or httpx2) maps them to its own as usual.
+the stream raises httpcore's exceptions, so httpx maps them to its own as usual. (The `openai` SDK
+sends through httpx2 instead: services/aiohttp_transport.py.)
 """
 
 from __future__ import annotations
@@ -27,9 +26,6 @@ import httpcore
 import httpx
 
 from services.unbound_responses import AcyclicTransport
-
-if typing.TYPE_CHECKING:
-    import httpx2
 
 _Timeout = typing.Optional[float]
 _FLUSH_AT = 64 * 1024  # a larger request body is sent as it comes, with write flow control
@@ -130,11 +126,10 @@ def _turns_of(loop: asyncio.AbstractEventLoop) -> _Turns:
 
 
 class _Stream(httpcore.AsyncNetworkStream):
-    """httpcore's stream interface (httpcore2's is the same); `errors` is the module raising."""
+    """httpcore's stream interface."""
 
-    def __init__(self, conn: _Connection, errors: typing.Any = httpcore) -> None:
+    def __init__(self, conn: _Connection) -> None:
         self._conn = conn
-        self._errors = errors
 
     async def read(self, max_bytes: int, timeout: _Timeout = None) -> bytes:
         conn = self._conn
@@ -147,13 +142,13 @@ class _Stream(httpcore.AsyncNetworkStream):
                 async with asyncio.timeout(timeout):
                     await conn._reader
             except TimeoutError:
-                raise self._errors.ReadTimeout("timed out reading from the upstream") from None
+                raise httpcore.ReadTimeout("timed out reading from the upstream") from None
             finally:
                 conn._reader = None
             await _turns_of(loop).take()
         if not conn._buffer:
             if conn._error is not None:
-                raise self._errors.ReadError(str(conn._error) or repr(conn._error))
+                raise httpcore.ReadError(str(conn._error) or repr(conn._error))
             return b""
         data = bytes(conn._buffer[:max_bytes])
         del conn._buffer[:max_bytes]
@@ -163,7 +158,7 @@ class _Stream(httpcore.AsyncNetworkStream):
         conn = self._conn
         if conn.transport is None or conn.transport.is_closing():
             conn.outgoing.clear()
-            raise self._errors.WriteError("connection closed")
+            raise httpcore.WriteError("connection closed")
         conn.transport.write(bytes(conn.outgoing))
         conn.outgoing.clear()
 
@@ -171,7 +166,7 @@ class _Stream(httpcore.AsyncNetworkStream):
         """Collect the request's pieces (head, body) so that a request is one send, not three."""
         conn = self._conn
         if conn.transport is None or conn.transport.is_closing():
-            raise self._errors.WriteError("connection closed")
+            raise httpcore.WriteError("connection closed")
         conn.outgoing += buffer
         if len(conn.outgoing) < _FLUSH_AT:
             return
@@ -181,7 +176,7 @@ class _Stream(httpcore.AsyncNetworkStream):
                 async with asyncio.timeout(timeout):
                     await conn._writable
             except TimeoutError:
-                raise self._errors.WriteTimeout("timed out writing to the upstream") from None
+                raise httpcore.WriteTimeout("timed out writing to the upstream") from None
 
     async def aclose(self) -> None:
         if self._conn.transport is not None:
@@ -197,10 +192,10 @@ class _Stream(httpcore.AsyncNetworkStream):
                     conn.transport, conn, ssl_context, server_hostname=server_hostname)
         except TimeoutError:
             conn.transport.close()
-            raise self._errors.ConnectTimeout("timed out during the TLS handshake") from None
+            raise httpcore.ConnectTimeout("timed out during the TLS handshake") from None
         except (OSError, ssl.SSLError) as exc:
             conn.transport.close()
-            raise self._errors.ConnectError(str(exc) or repr(exc)) from exc
+            raise httpcore.ConnectError(str(exc) or repr(exc)) from exc
         conn.transport = typing.cast(asyncio.Transport, tls)
         return self
 
@@ -222,8 +217,7 @@ class _Stream(httpcore.AsyncNetworkStream):
 
 
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
-    def __init__(self, errors: typing.Any = httpcore) -> None:
-        self._errors = errors  # httpcore or httpcore2: whose exceptions to raise
+    def __init__(self) -> None:
         self.connects = 0  # connections opened (pooled reuse shows as not growing)
 
     async def connect_tcp(self, host: str, port: int, timeout: _Timeout = None,
@@ -239,15 +233,15 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
                     lambda: conn, host, port,
                     local_addr=(local_address, 0) if local_address else None)
         except TimeoutError:
-            raise self._errors.ConnectTimeout(f"timed out connecting to {host}:{port}") from None
+            raise httpcore.ConnectTimeout(f"timed out connecting to {host}:{port}") from None
         except OSError as exc:
-            raise self._errors.ConnectError(str(exc) or repr(exc)) from exc
+            raise httpcore.ConnectError(str(exc) or repr(exc)) from exc
         sock = conn.transport.get_extra_info("socket") if conn.transport else None
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             for option in socket_options or ():
                 sock.setsockopt(*option)
-        return _Stream(conn, self._errors)
+        return _Stream(conn)
 
     async def connect_unix_socket(self, path: str, timeout: _Timeout = None,
                                   socket_options: typing.Iterable[typing.Any] | None = None,
@@ -257,43 +251,29 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
             async with asyncio.timeout(timeout):
                 await asyncio.get_running_loop().create_unix_connection(lambda: conn, path)
         except TimeoutError:
-            raise self._errors.ConnectTimeout(f"timed out connecting to {path}") from None
+            raise httpcore.ConnectTimeout(f"timed out connecting to {path}") from None
         except OSError as exc:
-            raise self._errors.ConnectError(str(exc) or repr(exc)) from exc
-        return _Stream(conn, self._errors)
+            raise httpcore.ConnectError(str(exc) or repr(exc)) from exc
+        return _Stream(conn)
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
 
 
-def _on_asyncio(transport_cls: typing.Any, httpx_module: typing.Any, httpcore_module: typing.Any,
-                verify: ssl.SSLContext | bool, limits: typing.Any, retries: int) -> typing.Any:
-    """`httpx_module.AsyncHTTPTransport` (TLS settings, limits, HTTP/1.1) whose pool uses AsyncioBackend.
+def transport(*, verify: ssl.SSLContext | bool = True, limits: httpx.Limits | None = None,
+              retries: int = 0) -> httpx.AsyncHTTPTransport:
+    """For `httpx` (the Ollama and router clients): an `httpx.AsyncHTTPTransport` (TLS settings,
+    limits, HTTP/1.1) whose pool uses AsyncioBackend, and whose responses have no reference cycle.
 
-    httpx builds the pool (and its SSL context); only the network layer is swapped (pinned httpx 0.28
-    and httpx2: `_pool` and its `_ssl_context` are private there)."""
-    limits = limits or httpx_module.Limits(max_connections=100, max_keepalive_connections=20)
-    made = transport_cls(verify=verify, limits=limits, retries=retries)
-    backend = AsyncioBackend(httpcore_module)
-    made._pool = httpcore_module.AsyncConnectionPool(
+    httpx builds the pool (and its SSL context); only the network layer is swapped (pinned httpx
+    0.28: `_pool` and its `_ssl_context` are private there)."""
+    limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
+    made = AcyclicTransport(verify=verify, limits=limits, retries=retries)
+    backend = AsyncioBackend()
+    made._pool = httpcore.AsyncConnectionPool(
         ssl_context=made._pool._ssl_context, max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry, http1=True, http2=False, retries=retries,
         network_backend=backend)
-    made.backend = backend  # connections opened: `made.backend.connects`
+    made.backend = backend  # type: ignore[attr-defined]  # connections opened: `made.backend.connects`
     return made
-
-
-def transport(*, verify: ssl.SSLContext | bool = True, limits: httpx.Limits | None = None,
-              retries: int = 0) -> httpx.AsyncHTTPTransport:
-    """For `httpx` (the Ollama and router clients); responses without httpx's reference cycle."""
-    return _on_asyncio(AcyclicTransport, httpx, httpcore, verify, limits, retries)
-
-
-def transport2(*, verify: ssl.SSLContext | bool = True, limits: typing.Any = None,
-               retries: int = 0) -> "httpx2.AsyncHTTPTransport":
-    """For `httpx2` (what `openai.AsyncOpenAI(http_client=...)` takes)."""
-    import httpcore2
-    import httpx2
-
-    return _on_asyncio(httpx2.AsyncHTTPTransport, httpx2, httpcore2, verify, limits, retries)

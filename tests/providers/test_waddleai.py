@@ -213,7 +213,7 @@ async def test_one_keep_alive_connection_for_calls_and_streams(provider, fake_op
         chunks = await collect(provider, ChatRequest(MESSAGES))
         assert chunks[-1].finish_reason == "stop"
     assert await provider.list_models() and await provider.health()
-    assert provider.transport.backend.connects == 1, "each stream is read to its end, so its connection is reused"
+    assert fake_openai.connections == 1, "each stream is read to its end, so its connection is reused"
 
 
 async def test_a_stream_closed_early_drops_its_connection(provider, fake_openai):
@@ -221,11 +221,11 @@ async def test_a_stream_closed_early_drops_its_connection(provider, fake_openai)
     stream = provider.stream(ChatRequest(MESSAGES))
     assert (await anext(stream)).text == "Hello"
     await stream.aclose()
-    assert provider.transport.backend.connects == 1
+    assert fake_openai.connections == 1
     fake_openai.release()
     fake_openai.token_delay = 0.0
     assert (await provider.chat(ChatRequest(MESSAGES))).text == fake_openai.reply
-    assert provider.transport.backend.connects == 2, "the early-closed stream's connection is not reused"
+    assert fake_openai.connections == 2, "the early-closed stream's connection is not reused"
 
 
 async def test_proxy_environment_keeps_the_sdk_transport(fake_openai, monkeypatch):

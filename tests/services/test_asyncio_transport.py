@@ -201,23 +201,6 @@ async def test_tls_with_a_trusted_certificate_works_and_an_unknown_one_is_refuse
         await srv.stop()
 
 
-async def test_the_httpx2_flavour_reuses_connections_and_raises_httpx2_errors(server):
-    import httpx2
-
-    from services.asyncio_transport import transport2
-
-    made = transport2()
-    assert isinstance(made._pool._network_backend, AsyncioBackend)
-    srv, url = await server()
-    async with httpx2.AsyncClient(base_url=url, transport=made) as client:
-        answers = [(await client.post("/x", json={"i": i})).json() for i in range(3)]
-    assert [a["connection"] for a in answers] == [1, 1, 1]
-    _, hanging_url = await server(hang=True)
-    async with httpx2.AsyncClient(base_url=hanging_url, transport=transport2(), timeout=0.3) as client:
-        with pytest.raises(httpx2.ReadTimeout):
-            await client.post("/x", json={})
-
-
 async def test_answers_resume_one_per_loop_turn_in_order_and_a_cancelled_waiter_passes_its_turn():
     from services.asyncio_transport import _Turns
 
