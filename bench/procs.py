@@ -171,9 +171,12 @@ class Fleet:
         return self._start(f"fake-{kind}", [PYTHON, "-m", "bench.fakes", kind, str(port)],
                            clean_env(PYTHONPATH=str(ROOT)), ROOT, port)
 
-    def baseline(self) -> Proc:
+    def baseline(self, openai_upstream: str | None = None) -> Proc:
+        """The bare app; with `openai_upstream`, the OpenAI floor proxy (its own process: the ACK and
+        memory baseline never import the SDK)."""
         port = free_port()
-        return self._start("baseline", [PYTHON, "-m", "bench.baseline_app", str(port)],
+        name, extra = ("openai-floor", [openai_upstream]) if openai_upstream else ("baseline", [])
+        return self._start(name, [PYTHON, "-m", "bench.baseline_app", str(port), *extra],
                            clean_env(PYTHONPATH=str(ROOT)), ROOT, port)
 
     def service(self, name: str, env: dict[str, str]) -> Proc:
