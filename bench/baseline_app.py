@@ -70,10 +70,10 @@ async def _open_upstream() -> None:
     if len(sys.argv) > 2:
         import openai
 
-        from services.aiohttp_transport import AiohttpTransport
+        from services.aiohttp_transport import AiohttpTransport2
 
         root = sys.argv[2].rstrip("/")
-        http_client = openai.DefaultAsyncHttpxClient(transport=AiohttpTransport(limits=openai.DEFAULT_CONNECTION_LIMITS))
+        http_client = openai.DefaultAsyncHttpxClient(transport=AiohttpTransport2(limits=openai.DEFAULT_CONNECTION_LIMITS))
         _openai["client"] = openai.AsyncOpenAI(base_url=root + "/v1", api_key="bench-upstream-key", max_retries=0,
                                                http_client=http_client)
         _openai["url"] = root + "/v1/chat/completions"

@@ -33,13 +33,13 @@ async def measure(url: str, calls: int = 1500) -> list[tuple[str, float, float]]
     import httpx2
     import openai
 
-    from services.aiohttp_transport import AiohttpTransport
+    from services.aiohttp_transport import AiohttpTransport2
 
     body = json.loads(payloads.openai_body(False))
     raw = json.dumps(body).encode()
     client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
     ours = openai.AsyncOpenAI(base_url=url + "/v1", api_key="x", max_retries=0,
-                              http_client=openai.DefaultAsyncHttpxClient(transport=AiohttpTransport()))
+                              http_client=openai.DefaultAsyncHttpxClient(transport=AiohttpTransport2()))
     bare = httpx2.AsyncClient(base_url=url)
     session = aiohttp.ClientSession(url)
 

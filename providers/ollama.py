@@ -15,7 +15,7 @@ import httpx
 import ollama
 
 from providers.base import ChatRequest, ChatResult, ModelNotFound, ProviderError, StreamChunk
-from services import asyncio_transport
+from services.aiohttp_transport import AiohttpTransport
 
 _upstream_headers: ContextVar[dict[str, str]] = ContextVar("ollama_upstream_headers", default={})
 
@@ -74,7 +74,7 @@ class OllamaProvider:
         if isinstance(verify, str):  # a CA bundle path (httpx deprecates verify=<str>)
             verify = ssl.create_default_context(cafile=verify)
         self._client = ollama.AsyncClient(
-            host=self.url, transport=asyncio_transport.transport(verify=verify),
+            host=self.url, transport=AiohttpTransport(verify=verify),
             event_hooks={"request": [_add_headers]},
             timeout=httpx.Timeout(timeout, connect=min(connect_timeout, timeout)),
         )

@@ -24,7 +24,7 @@ import openai
 
 from providers import sse
 from providers.base import ChatRequest, ChatResult, ModelNotFound, ProviderError, StreamChunk
-from services.aiohttp_transport import AiohttpTransport
+from services.aiohttp_transport import AiohttpTransport2
 
 NAME = "waddleai"
 DRAIN_TIMEOUT_S = 0.1  # after [DONE], as the SDK's own streams do
@@ -103,12 +103,12 @@ async def _drain(events: AsyncIterator[sse.Event]) -> None:
         pass
 
 
-def _transport() -> AiohttpTransport | None:
+def _transport() -> AiohttpTransport2 | None:
     """The SDK client's transport: ours, or None (the SDK's own, which honours them) when proxy
     environment variables are set."""
     if any(key in ("http", "https", "all") for key in urllib.request.getproxies()):
         return None
-    return AiohttpTransport(limits=openai.DEFAULT_CONNECTION_LIMITS)
+    return AiohttpTransport2(limits=openai.DEFAULT_CONNECTION_LIMITS)
 
 
 class WaddleAIProvider:

@@ -1,85 +1,112 @@
-"""An `httpx2` transport on aiohttp: the `openai` SDK's HTTP client, with aiohttp's parser and pool.
+"""httpx and httpx2 transports on aiohttp: the upstream clients, with aiohttp's parser and pool.
 
-The SDK (≥ 3) sends through httpx2 → httpcore2 → h11, all pure Python: one chat call costs the
-client 1.2–1.4 ms of CPU on the bench machines, more than the whole 1.5 ms budget of the OpenAI
-endpoint (`python -m bench.sdk_floor`). httpx2 lets the transport be swapped; this one hands the
-request to an `aiohttp.ClientSession` (C HTTP parser, its own keep-alive pool) and gives httpx2 the
-answer back, so the SDK — request building, auth, status errors, timeouts — is unchanged.
+The official clients send through httpx (`ollama`, and our router client) or httpx2 (`openai` ≥ 3),
+both on httpcore → h11, pure Python: an upstream call cost the client 0.75–0.8 ms of CPU with
+httpx and 1.1–1.4 ms through the SDK on the bench machine, most of the service's CPU per reply
+(`python -m bench.sdk_floor`, BENCHMARKS.md). httpx lets the transport be swapped; these hand the
+request to an `aiohttp.ClientSession` (C HTTP parser, its own keep-alive pool) and give the answer
+back as an httpx (httpx2) response, so the clients above — request building, auth, status errors,
+timeouts, event hooks, proxies from the environment (httpx mounts its own transports for them) —
+are unchanged. Measured: 0.52–0.56 ms per httpx call, 0.78–0.85 ms per SDK call.
 
 The SDK ships the same idea (`openai.DefaultAioHttpClient`, a vendored httpx-aiohttp), but that
 adapter reports a refused connection and a server hanging up mid-answer as a *timeout*
-(`ConnectTimeout`); this one maps aiohttp's errors to the httpx2 exception httpcore2 would raise:
+(`ConnectTimeout`); here aiohttp's errors become the exception httpcore would have raised:
 
 - cannot connect (refused, DNS, TLS) → ConnectError; connect or pool wait too long → ConnectTimeout;
 - no byte for `read` seconds → ReadTimeout;
 - disconnected, truncated or malformed answer → RemoteProtocolError; reset → ReadError;
 - a bad URL → UnsupportedProtocol; anything else of aiohttp's → TransportError.
 
-Timeouts come from the request (`httpx2.Timeout`): connect → aiohttp `sock_connect`, pool → `connect`
+Timeouts come from the request (`Timeout`): connect → aiohttp `sock_connect`, pool → `connect`
 (waiting for a pooled connection included), read → `sock_read` (per read, as in httpx); aiohttp has
 no write timeout. Limits: `max_connections` caps the pool; idle connections are closed after
 `keepalive_expiry` (aiohttp has no separate cap on idle connections). No cookies are kept here
-(httpx2 owns cookies), no decompression (httpx2 decodes), no redirects (httpx2 follows them).
-Proxies are not supported: callers keep the SDK's own transport when proxy variables are set.
+(the client owns cookies), no decompression (the client decodes), no redirects (it follows them).
+
+When a response head arrives the call takes its loop turn (services/loop_turns.py). With httpx, a
+response whose body has been closed is unbound from it: httpx 0.28 wraps the body in a stream that
+refers back to the response (to set `elapsed`), a cycle that left ~40 objects per call to the
+cyclic collector, whose collections then paused the loop for milliseconds. httpx2 keeps `elapsed`
+on its wrapper instead, with no cycle, and is left as it is.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+import weakref
 from typing import Any, AsyncIterator
 
 import aiohttp
+import httpx
 import httpx2
 
-DEFAULT_LIMITS = httpx2.Limits(max_connections=100, max_keepalive_connections=20)
+from services.loop_turns import turns_of
+
+DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 
 
-def _mapped(exc: aiohttp.ClientError) -> httpx2.TransportError:
-    """The httpx2 exception for an aiohttp one (the most specific classes first)."""
+def _mapped(exc: aiohttp.ClientError, http: Any = httpx2) -> Exception:
+    """The httpx (httpx2) exception for an aiohttp one, the most specific classes first."""
     message = str(exc) or type(exc).__name__
-    kind: type[httpx2.TransportError]
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        kind = httpx2.ConnectTimeout
-    elif isinstance(exc, aiohttp.ServerTimeoutError):
-        kind = httpx2.ReadTimeout
-    elif isinstance(exc, aiohttp.ClientConnectorError):
-        kind = httpx2.ConnectError
-    elif isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError,
-                          aiohttp.ClientResponseError)):
-        kind = httpx2.RemoteProtocolError
-    elif isinstance(exc, aiohttp.ClientOSError):
-        kind = httpx2.ReadError
-    elif isinstance(exc, aiohttp.InvalidURL):
-        kind = httpx2.UnsupportedProtocol
-    else:
-        kind = httpx2.TransportError
-    return kind(message)
+        return http.ConnectTimeout(message)
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        return http.ReadTimeout(message)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return http.ConnectError(message)
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientResponseError)):
+        return http.RemoteProtocolError(message)
+    if isinstance(exc, aiohttp.ClientOSError):
+        return http.ReadError(message)
+    if isinstance(exc, aiohttp.InvalidURL):
+        return http.UnsupportedProtocol(message)
+    return http.TransportError(message)
 
 
-class _Body(httpx2.AsyncByteStream):
-    """The answer's body as httpx2 reads it; closing an unfinished body drops its connection."""
+class _Body:
+    """The answer's body as the client reads it; closing an unfinished body drops its connection."""
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
-        self._response = response
+    http: Any = httpx2
+
+    def __init__(self, answer: aiohttp.ClientResponse) -> None:
+        self._answer = answer
+        self._response: weakref.ref[Any] | None = None  # the client's response, once made
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
-            async for chunk in self._response.content.iter_any():
+            async for chunk in self._answer.content.iter_any():
                 yield chunk
         except aiohttp.ClientError as exc:
-            raise _mapped(exc) from exc
+            raise _mapped(exc, self.http) from exc
 
     async def aclose(self) -> None:
-        response = self._response
-        if response.content.at_eof():
-            response.release()  # read to its end: the connection goes back to the pool
+        answer = self._answer
+        if answer.content.at_eof():
+            answer.release()  # read to its end: the connection goes back to the pool
         else:
-            response.close()
+            answer.close()
+        response = self._response() if self._response is not None else None
+        if response is not None:
+            response.stream = self  # was the client's wrapper, which refers back to the response
 
 
-class AiohttpTransport(httpx2.AsyncBaseTransport):
-    def __init__(self, *, verify: ssl.SSLContext | bool = True, limits: httpx2.Limits | None = None) -> None:
-        self._ssl = verify if isinstance(verify, ssl.SSLContext) else httpx2.create_ssl_context(verify=verify)
+class _Body1(_Body, httpx.AsyncByteStream):
+    http = httpx
+
+
+class _Body2(_Body, httpx2.AsyncByteStream):
+    http = httpx2
+
+
+class _Transport:
+    http: Any = httpx2
+    body: type[_Body] = _Body2
+    unbind = False  # unbind closed responses from their body (httpx's cycle)
+
+    def __init__(self, *, verify: ssl.SSLContext | bool = True, limits: Any = None) -> None:
+        self._ssl = verify if isinstance(verify, ssl.SSLContext) else self.http.create_ssl_context(verify=verify)
         self._limits = limits or DEFAULT_LIMITS
         self._session: aiohttp.ClientSession | None = None
 
@@ -91,32 +118,56 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
                                      auto_decompress=False, timeout=aiohttp.ClientTimeout(total=None))
 
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+    async def handle_async_request(self, request: Any) -> Any:
+        http = self.http
         session = self._session
         if session is None or session.closed:
             session = self._session = self._open_session()
         timeout = request.extensions.get("timeout", {})
         try:
-            body: Any = request.content or None
-        except httpx2.RequestNotRead:  # a streamed body: aiohttp sends it chunked
-            body = request.stream
+            data: Any = request.content or None
+        except http.RequestNotRead:  # a streamed body: aiohttp sends it chunked
+            data = request.stream
         headers = [(k, v) for k, v in request.headers.multi_items() if k != "transfer-encoding"]
         try:
-            response = await session.request(
-                request.method, str(request.url), headers=headers, data=body, allow_redirects=False,
+            answer = await session.request(
+                request.method, str(request.url), headers=headers, data=data, allow_redirects=False,
                 compress=False, server_hostname=request.extensions.get("sni_hostname"),
                 timeout=aiohttp.ClientTimeout(total=None, connect=timeout.get("pool"),
-                                              sock_connect=timeout.get("connect"),
-                                              sock_read=timeout.get("read")))
+                                              sock_connect=timeout.get("connect"), sock_read=timeout.get("read")))
         except aiohttp.ClientError as exc:
-            raise _mapped(exc) from exc
+            raise _mapped(exc, http) from exc
+        try:
+            await turns_of(asyncio.get_running_loop()).take()
+        except BaseException:
+            answer.close()
+            raise
         extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}
-        if response.reason:
-            extensions["reason_phrase"] = response.reason.encode("latin-1", "replace")
-        return httpx2.Response(response.status, headers=response.raw_headers, stream=_Body(response),
-                               request=request, extensions=extensions)
+        if answer.reason:
+            extensions["reason_phrase"] = answer.reason.encode("latin-1", "replace")
+        body = self.body(answer)
+        response = http.Response(answer.status, headers=answer.raw_headers, stream=body, request=request,
+                                 extensions=extensions)
+        if self.unbind:
+            body._response = weakref.ref(response)
+        return response
 
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+class AiohttpTransport(_Transport, httpx.AsyncBaseTransport):
+    """For httpx (the Ollama and router clients)."""
+
+    http = httpx
+    body = _Body1
+    unbind = True
+
+
+class AiohttpTransport2(_Transport, httpx2.AsyncBaseTransport):
+    """For httpx2 (what `openai.AsyncOpenAI(http_client=…)` sends through)."""
+
+    http = httpx2
+    body = _Body2

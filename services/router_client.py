@@ -20,7 +20,8 @@ import httpx
 import stamina
 
 from config.settings import MODULE_NAME, VERSION
-from services import asyncio_transport, metrics
+from services import metrics
+from services.aiohttp_transport import AiohttpTransport
 from services.logs import get_logger, new_request_id, request_id_var
 
 
@@ -55,7 +56,7 @@ class RouterClient:
         self.wait_initial, self.wait_max, self.wait_jitter = wait_initial, wait_max, wait_jitter
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s),
-            transport=asyncio_transport.transport(limits=httpx.Limits(
+            transport=AiohttpTransport(limits=httpx.Limits(
                 max_connections=max_connections, max_keepalive_connections=max_connections,
                 keepalive_expiry=30.0)),
             headers={"User-Agent": f"{MODULE_NAME}/{VERSION}"},

@@ -1,18 +1,29 @@
-"""httpx2 over aiohttp (services/aiohttp_transport.py): what goes over the socket, and which httpx2
-error each misbehaving server ends as. The servers are raw asyncio scripts on loopback."""
+"""httpx and httpx2 over aiohttp (services/aiohttp_transport.py): what goes over the socket, and which
+error each misbehaving server ends as. The servers are raw asyncio scripts on loopback; every test
+runs with both flavours (`http` is the httpx or httpx2 module, `made()` a transport for it)."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime
+import gc
+import ipaddress
 import json
+import ssl
 from typing import Awaitable, Callable
 
 import aiohttp
+import httpx
 import httpx2
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
-from services.aiohttp_transport import AiohttpTransport, _mapped
+from services.aiohttp_transport import AiohttpTransport, AiohttpTransport2, _mapped
 from tests.server_thread import free_port
+from tests.waiting import async_wait_until
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
 
@@ -40,12 +51,27 @@ def answer(payload: dict, extra: bytes = b"") -> bytes:
             % (extra, len(body), body))
 
 
+@pytest.fixture(params=["httpx", "httpx2"])
+def flavour(request):
+    return (httpx, AiohttpTransport) if request.param == "httpx" else (httpx2, AiohttpTransport2)
+
+
+@pytest.fixture
+def http(flavour):
+    return flavour[0]
+
+
+@pytest.fixture
+def made(flavour):
+    return flavour[1]
+
+
 @pytest.fixture
 async def serve():
     """serve(script) → base URL; script(reader, writer, connection_number) runs per connection."""
     servers: list[asyncio.Server] = []
 
-    async def start(script: Script) -> str:
+    async def start(script: Script, tls: ssl.SSLContext | None = None) -> str:
         count = 0
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -58,9 +84,9 @@ async def serve():
             finally:
                 writer.close()
 
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=tls)
         servers.append(server)
-        return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        return f"{'https' if tls else 'http'}://127.0.0.1:{server.sockets[0].getsockname()[1]}"
 
     yield start
     for server in servers:
@@ -75,9 +101,9 @@ async def echo_forever(reader, writer, number):
         await writer.drain()
 
 
-async def test_calls_reuse_one_connection_and_carry_bodies_headers_and_status(serve):
+async def test_calls_reuse_one_connection_and_carry_bodies_headers_and_status(serve, http, made):
     url = await serve(echo_forever)
-    async with httpx2.AsyncClient(base_url=url, transport=AiohttpTransport()) as client:
+    async with http.AsyncClient(base_url=url, transport=made()) as client:
         answers = [await client.post("/x", json={"i": i}, headers={"x-mine": "yes"}) for i in range(3)]
     assert [a.json()["connection"] for a in answers] == [1, 1, 1]
     assert [json.loads(a.json()["body"]) for a in answers] == [{"i": 0}, {"i": 1}, {"i": 2}]
@@ -87,19 +113,19 @@ async def test_calls_reuse_one_connection_and_carry_bodies_headers_and_status(se
     assert answers[0].headers.get_list("x-many") == ["1", "2"]
 
 
-async def test_a_streamed_request_body_arrives_whole(serve):
+async def test_a_streamed_request_body_arrives_whole(serve, http, made):
     url = await serve(echo_forever)
 
     async def pieces():
         for piece in (b"one ", b"two ", b"three"):
             yield piece
 
-    async with httpx2.AsyncClient(base_url=url, transport=AiohttpTransport()) as client:
+    async with http.AsyncClient(base_url=url, transport=made()) as client:
         response = await client.post("/x", content=pieces())
     assert response.json()["body"] == "one two three"
 
 
-async def test_a_streamed_answer_comes_piece_by_piece_and_an_unfinished_one_is_not_reused(serve):
+async def test_a_streamed_answer_comes_piece_by_piece_and_an_unfinished_one_is_not_reused(serve, http, made):
     go_on = asyncio.Event()
 
     async def stream_or_echo(reader, writer, number):
@@ -115,7 +141,7 @@ async def test_a_streamed_answer_comes_piece_by_piece_and_an_unfinished_one_is_n
             await writer.drain()
 
     url = await serve(stream_or_echo)
-    async with httpx2.AsyncClient(base_url=url, transport=AiohttpTransport()) as client:
+    async with http.AsyncClient(base_url=url, transport=made()) as client:
         async with client.stream("GET", "/s") as response:
             pieces = response.aiter_bytes()
             assert await anext(pieces) == b"first"  # before the server sends the rest: no buffering
@@ -129,24 +155,24 @@ async def test_a_streamed_answer_comes_piece_by_piece_and_an_unfinished_one_is_n
         assert (await client.get("/after")).json()["connection"] == 2
 
 
-async def test_a_refused_connection_is_a_connect_error():
-    async with httpx2.AsyncClient(transport=AiohttpTransport()) as client:
-        with pytest.raises(httpx2.ConnectError):
+async def test_a_refused_connection_is_a_connect_error(http, made):
+    async with http.AsyncClient(transport=made()) as client:
+        with pytest.raises(http.ConnectError):
             await client.get(f"http://127.0.0.1:{free_port()}/x")
 
 
-async def test_a_server_that_never_answers_is_a_read_timeout(serve):
+async def test_a_server_that_never_answers_is_a_read_timeout(serve, http, made):
     async def hang(reader, writer, number):
         await read_request(reader)
         await asyncio.Event().wait()
 
     url = await serve(hang)
-    async with httpx2.AsyncClient(base_url=url, transport=AiohttpTransport(), timeout=0.3) as client:
-        with pytest.raises(httpx2.ReadTimeout):
+    async with http.AsyncClient(base_url=url, transport=made(), timeout=0.3) as client:
+        with pytest.raises(http.ReadTimeout):
             await client.get("/x")
 
 
-async def test_a_stalled_stream_is_a_read_timeout_between_pieces(serve):
+async def test_a_stalled_stream_is_a_read_timeout_between_pieces(serve, http, made):
     async def stall(reader, writer, number):
         await read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
@@ -154,11 +180,11 @@ async def test_a_stalled_stream_is_a_read_timeout_between_pieces(serve):
         await asyncio.Event().wait()
 
     url = await serve(stall)
-    async with httpx2.AsyncClient(base_url=url, transport=AiohttpTransport(), timeout=0.3) as client:
+    async with http.AsyncClient(base_url=url, transport=made(), timeout=0.3) as client:
         async with client.stream("GET", "/x") as response:
             pieces = response.aiter_bytes()
             assert await anext(pieces) == b"first"
-            with pytest.raises(httpx2.ReadTimeout):
+            with pytest.raises(http.ReadTimeout):
                 await anext(pieces)
 
 
@@ -167,15 +193,15 @@ async def test_a_stalled_stream_is_a_read_timeout_between_pieces(serve):
     b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this",  # hangs up mid-body
     b"this is not HTTP at all\r\n\r\n",
 ], ids=["no-answer", "truncated", "garbage"])
-async def test_a_broken_answer_is_a_protocol_error(serve, reply):
+async def test_a_broken_answer_is_a_protocol_error(serve, reply, http, made):
     async def broken(reader, writer, number):
         await read_request(reader)
         writer.write(reply)
         await writer.drain()
 
     url = await serve(broken)
-    async with httpx2.AsyncClient(base_url=url, transport=AiohttpTransport()) as client:
-        with pytest.raises(httpx2.RemoteProtocolError):
+    async with http.AsyncClient(base_url=url, transport=made()) as client:
+        with pytest.raises(http.RemoteProtocolError):
             await client.get("/x")
 
 
@@ -191,17 +217,105 @@ async def test_a_broken_answer_is_a_protocol_error(serve, reply):
     (aiohttp.InvalidURL("nope://x"), httpx2.UnsupportedProtocol),
     (aiohttp.ClientError("other"), httpx2.TransportError),
 ])
-def test_each_aiohttp_error_maps_to_the_httpx2_error_httpcore_would_raise(error, expected):
-    mapped = _mapped(error)
-    assert type(mapped) is expected and str(mapped)
+def test_each_aiohttp_error_maps_to_the_error_httpcore_would_raise(error, expected, http):
+    mapped = _mapped(error, http)
+    assert type(mapped) is getattr(http, expected.__name__) and str(mapped)
 
 
-async def test_aclose_closes_the_pool_and_a_later_call_opens_a_new_one(serve):
+async def test_aclose_closes_the_pool_and_a_later_call_opens_a_new_one(serve, http, made):
     url = await serve(echo_forever)
-    made = AiohttpTransport()
-    async with httpx2.AsyncClient(base_url=url, transport=made) as client:
+    transport = made()
+    async with http.AsyncClient(base_url=url, transport=transport) as client:
         assert (await client.get("/x")).json()["connection"] == 1
-        session = made._session
-        await made.aclose()
+        session = transport._session
+        await transport.aclose()
         assert session is not None and session.closed
         assert (await client.get("/x")).json()["connection"] == 2
+
+
+async def test_a_connection_the_server_closed_while_idle_is_replaced(serve, http, made):
+    closed = asyncio.Event()
+
+    async def answer_once(reader, writer, number):
+        await read_request(reader)
+        writer.write(answer({"connection": number}))
+        await writer.drain()
+        writer.close()
+        closed.set()
+
+    url = await serve(answer_once)
+    long_keepalive = http.Limits(max_connections=10, keepalive_expiry=60)  # expiry is not the cause
+    transport = made(limits=long_keepalive)
+    async with http.AsyncClient(base_url=url, transport=transport) as client:
+        first = (await client.post("/x", json={})).json()
+        await asyncio.wait_for(closed.wait(), 5)
+        idle = transport._session.connector._conns  # aiohttp's pool: key -> [(protocol, since)]
+        await async_wait_until(lambda: not any(p.is_connected() for conns in idle.values() for p, _ in conns),
+                               timeout=3, message="the idle connection to read as closed")
+        second = (await client.post("/x", json={})).json()
+    assert (first["connection"], second["connection"]) == (1, 2)
+
+
+async def test_a_large_body_goes_and_comes_whole(serve, http, made):
+    async def sized(reader, writer, number):
+        _, body = await read_request(reader)
+        big = b"y" * 500_000
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\nx-got: %d\r\n\r\n%s" % (len(big), len(body), big))
+        await writer.drain()
+
+    url = await serve(sized)
+    async with http.AsyncClient(base_url=url, transport=made()) as client:
+        response = await client.post("/x", content=b"x" * 300_000)
+    assert response.headers["x-got"] == "300000" and len(response.content) == 500_000
+
+
+async def test_a_read_response_is_freed_without_the_cyclic_collector(serve, http, made):
+    """httpx's Response <-> body-stream cycle is undone once the body is closed, so a call's objects
+    go by reference counting."""
+    url = await serve(echo_forever)
+    async with http.AsyncClient(base_url=url, transport=made()) as client:
+        await client.post("/x", json={})
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(50):
+                response = await client.post("/x", json={"i": 1})
+                assert response.json()["connection"] == 1
+                assert response.elapsed.total_seconds() > 0  # the client still records it
+            del response
+            left = gc.collect()
+        finally:
+            gc.enable()
+    assert left < 50
+
+
+def _self_signed(tmp_path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert_file, key_file)
+    return server_ctx, ssl.create_default_context(cafile=str(cert_file))
+
+
+async def test_tls_with_a_trusted_certificate_works_and_an_unknown_one_is_refused(serve, http, made, tmp_path):
+    server_ctx, trusting = _self_signed(tmp_path)
+    url = await serve(echo_forever, tls=server_ctx)
+    async with http.AsyncClient(base_url=url, transport=made(verify=trusting)) as client:
+        answers = [(await client.post("/x", json={"i": i})).json() for i in range(2)]
+    assert [a["connection"] for a in answers] == [1, 1]
+    async with http.AsyncClient(base_url=url, transport=made(), timeout=5) as client:
+        with pytest.raises(http.ConnectError):
+            await client.post("/x", json={})
