@@ -40,7 +40,7 @@ def machine() -> dict[str, str]:
         text = (out.stdout or out.stderr or "wrk").splitlines()[0]
         wrk_version = text.split(" Copyright")[0].strip()
     versions = []
-    for pkg in ("quart", "hypercorn", "uvloop", "pydantic", "httpx", "openai", "ollama"):
+    for pkg in ("quart", "hypercorn", "uvloop", "pydantic", "httpx", "openai", "ollama", "aiohttp"):
         try:
             versions.append(f"{pkg} {metadata.version(pkg)}")
         except metadata.PackageNotFoundError:

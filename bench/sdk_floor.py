@@ -11,8 +11,11 @@ CPU time per call (two passes, so the spread shows):
   (httpx2 → httpcore2 → h11) and on the aiohttp transport the service uses
   (services/aiohttp_transport.py);
 - a bare `httpx2.AsyncClient.post` (the SDK's HTTP stack alone) and a bare `aiohttp` post (the floor
-  of the service's transport).
-It tells how much of the OpenAI endpoint's added latency is the SDK's own work.
+  of the service's transport);
+- a bare `httpx.AsyncClient.post` (what the Ollama and router clients send through) on httpx's default
+  transport (httpcore) and on the aiohttp transport.
+It tells how much of the OpenAI endpoint's added latency is the SDK's own work, and what the
+transport saves on each upstream call.
 """
 
 from __future__ import annotations
@@ -30,10 +33,11 @@ from bench.procs import Fleet
 
 async def measure(url: str, calls: int = 1500) -> list[tuple[str, float, float]]:
     import aiohttp
+    import httpx
     import httpx2
     import openai
 
-    from services.aiohttp_transport import AiohttpTransport2
+    from services.aiohttp_transport import AiohttpTransport, AiohttpTransport2
 
     body = json.loads(payloads.openai_body(False))
     raw = json.dumps(body).encode()
@@ -41,6 +45,8 @@ async def measure(url: str, calls: int = 1500) -> list[tuple[str, float, float]]
     ours = openai.AsyncOpenAI(base_url=url + "/v1", api_key="x", max_retries=0,
                               http_client=openai.DefaultAsyncHttpxClient(transport=AiohttpTransport2()))
     bare = httpx2.AsyncClient(base_url=url)
+    httpx_default = httpx.AsyncClient(base_url=url)
+    httpx_ours = httpx.AsyncClient(base_url=url, transport=AiohttpTransport())
     session = aiohttp.ClientSession(url)
 
     async def typed() -> object:
@@ -57,6 +63,12 @@ async def measure(url: str, calls: int = 1500) -> list[tuple[str, float, float]]
     async def plain() -> object:
         return (await bare.post("/v1/chat/completions", json=body)).json()
 
+    async def httpx_plain() -> object:
+        return (await httpx_default.post("/v1/chat/completions", json=body)).json()
+
+    async def httpx_aiohttp() -> object:
+        return (await httpx_ours.post("/v1/chat/completions", json=body)).json()
+
     async def plain_aiohttp() -> object:
         async with session.post("/v1/chat/completions", data=raw,
                                 headers={"content-type": "application/json"}) as response:
@@ -65,7 +77,8 @@ async def measure(url: str, calls: int = 1500) -> list[tuple[str, float, float]]
     out = []
     for name, call in (("create() (typed)", typed), ("client.post(cast_to=Response)", low_level),
                        ("client.post, aiohttp transport", low_level_ours), ("bare httpx2 post", plain),
-                       ("bare aiohttp post", plain_aiohttp)) * 2:
+                       ("bare aiohttp post", plain_aiohttp), ("httpx post (httpcore)", httpx_plain),
+                       ("httpx post, aiohttp transport", httpx_aiohttp)) * 2:
         for _ in range(200):
             await call()
         latencies = []
@@ -79,7 +92,8 @@ async def measure(url: str, calls: int = 1500) -> list[tuple[str, float, float]]
         out.append((name, statistics.median(latencies) * 1000, cpu * 1e6))
     for closing in (client, ours):
         await closing.close()
-    await bare.aclose()
+    for closing_plain in (bare, httpx_default, httpx_ours):
+        await closing_plain.aclose()
     await session.close()
     return out
 
