@@ -54,7 +54,10 @@ class AppHandle:
         self.app = app
         self.server = server
         self.url = server.url
-        self.http = httpx.Client(base_url=server.url, timeout=10)
+        # Idle connections are dropped after 2 s, before Hypercorn closes them (keep_alive_timeout 5 s):
+        # reusing one just as the server's close arrives fails with "Server disconnected without
+        # sending a response" — the likely cause of a one-off CI failure of a hardening test.
+        self.http = httpx.Client(base_url=server.url, timeout=10, limits=httpx.Limits(keepalive_expiry=2.0))
 
     @property
     def runtime(self) -> Any:
