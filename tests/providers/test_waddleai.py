@@ -11,6 +11,7 @@ from providers.base import ChatRequest, ModelNotFound, ProviderError
 from providers.factory import build_provider
 from providers.waddleai import WaddleAIProvider
 from tests.server_thread import free_port
+from tests.waiting import async_wait_until
 
 MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi there"}]
 
@@ -81,7 +82,10 @@ async def test_stream_yields_chunks_as_they_are_produced(provider, fake_openai):
     assert first.text == "Hello" and first.finish_reason is None
     assert fake_openai.last_stream_finished_at is None, "first chunk must arrive before the fake finishes"
     rest = [chunk async for chunk in stream]
-    assert fake_openai.last_stream_finished_at is not None and first_at < fake_openai.last_stream_finished_at
+    # the fake notes its end just after writing the last event, so the client may be done first: wait for it
+    finished_at = await async_wait_until(lambda: fake_openai.last_stream_finished_at, timeout=5,
+                                         message="the fake to note the end of its stream")
+    assert first_at < finished_at
     assert "".join(c.text for c in [first, *rest]) == fake_openai.reply
     final = rest[-1]
     assert (final.finish_reason, final.prompt_tokens, final.completion_tokens) == ("stop", 4, 6)
