@@ -133,7 +133,8 @@ class TriggerMatcher:
                 command = _normalize(head.group(1))
                 if command not in self._commands:
                     return None
-        text = _URL.sub(" ", text)  # words and "?" inside links never count
+        if "." in text or "://" in text:  # every link has one of them (most chat has neither)
+            text = _URL.sub(" ", text)  # words and "?" inside links never count
         tokens = _words(text)
         spaced = " %s " % " ".join(tokens).replace("-", " ")
         if self._mention and self._mention.matches(tokens, spaced):

@@ -121,6 +121,7 @@ CHAT_CASES = [
     ("did you see https://example.com/watch?v=1 though?", "question"),
     ("https://hi.example.com/bye", None),
     ("www.hello.tv", None),
+    ("HTTP://localhost:8080/hello?x=1", None),  # a link without a dot
     ("twitch.tv/waddlebot", None),
     ("hi.bye", "greeting"),
     # commands: the router owns them
