@@ -98,7 +98,6 @@ def build(kind: str) -> Any:
         return CountingRouter()
     fake = {"ollama": FakeOllama, "openai": FakeOpenAI}[kind]()
     fake.requests = collections.deque(maxlen=32)  # the test fakes log every request: bound it
-    fake.clients = collections.deque(maxlen=32)  # type: ignore[assignment]  # and every caller address
     if kind == "openai":
         fake.models = ["gpt-4o-mini", "llama3.2", "auto"]
     return fake

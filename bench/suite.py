@@ -511,34 +511,44 @@ def bench_openai_latency(ctx: Context) -> list[Row]:
     if svc is None:
         return [skipped("openai_latency", title, "≤ 1.5 ms at p50", why)]
     direct, floor = ctx.fakes()["openai"], ctx.openai_floor()
-    svc_res, dir_res, floor_res = ctx.rotate([
-        lambda: ctx.load(svc, closed(ctx, openai_request(), connections=1)),
-        lambda: ctx.load(direct, closed(ctx, openai_request(), connections=1)),
-        lambda: ctx.load(floor, closed(ctx, openai_request(), connections=1))], "openai_latency")
-    added = [s["latency_ms"]["p50"] - d["latency_ms"]["p50"] for s, d in zip(svc_res, dir_res)]
+    spec = closed(ctx, openai_request(), connections=1)
+    svc_res, dir_res, floor_res = ctx.rotate(
+        [lambda target=target: ctx.load(target, spec) for target in (svc, direct, floor)], "openai_latency")
+    added = p50_diffs(svc_res, dir_res, "latency_ms")
     added99 = [s["latency_ms"]["p99"] - d["latency_ms"]["p99"] for s, d in zip(svc_res, dir_res)]
-    floor_added = [f["latency_ms"]["p50"] - d["latency_ms"]["p50"] for f, d in zip(floor_res, dir_res)]
-    own = [s["latency_ms"]["p50"] - f["latency_ms"]["p50"] for s, f in zip(svc_res, floor_res)]
     a50 = med(added)
     s50, d50 = med([r["latency_ms"]["p50"] for r in svc_res]), med([r["latency_ms"]["p50"] for r in dir_res])
-    f50 = med([r["latency_ms"]["p50"] for r in floor_res])
     notes = (f"added p99 {med(added99):+.2f} ms; AI_PROVIDER=waddleai → fake OpenAI (same request both ways); "
              f"non-2xx {status_note(svc_res)}; CPU per request: service {cpu_per_request_us(svc_res):.0f} µs, "
              f"floor {cpu_per_request_us(floor_res):.0f} µs, "
              f"fake provider direct {cpu_per_request_us(dir_res):.0f} µs; {cpu_note(svc_res, 'service')}")
-    floor_notes = ("bench/baseline_app.py: a bare Quart app under the same Hypercorn/uvloop that parses the body and "
-                   "makes the service's own provider call (the openai SDK's client.post on the same aiohttp "
-                   "transport), handing the upstream's bytes back unread; rotated with the two sides above. "
-                   f"The service's own share (auth, validation, routing, breaker, limits, metrics, log line, "
-                   f"response body): p50 {med(own):+.2f} ms over this floor")
     return [Row("openai_latency", title, f"p50 {fmt_ms(s50)} → added {a50:+.2f} ms",
                 f"p50 {fmt_ms(d50)} (fake provider direct)", f"{s50 / d50:.2f}×", "≤ 1.5 ms at p50",
                 "met" if a50 <= 1.5 else "MISSED", notes,
                 {"service": svc_res, "baseline": dir_res, "floor": floor_res, "added_p50": added}),
-            Row("openai_latency", "  floor: bare Quart + the same SDK call, 1 conn",
-                f"p50 {fmt_ms(f50)} → added {med(floor_added):+.2f} ms", f"p50 {fmt_ms(d50)} (fake provider direct)",
-                f"{f50 / d50:.2f}×", "diagnostic", "report", floor_notes,
-                {"floor": floor_res, "added_p50": floor_added, "service_over_floor_p50": own})]
+            floor_row("openai_latency", "  floor: bare Quart + the same SDK call, 1 conn", "latency_ms", "p50",
+                      svc_res, dir_res, floor_res,
+                      "bench/baseline_app.py: a bare Quart app under the same Hypercorn/uvloop that parses the "
+                      "body and makes the service's own provider call (the openai SDK's client.post on the same "
+                      "aiohttp transport), handing the upstream's bytes back unread; rotated with the two sides "
+                      "above. The service's own share (auth, validation, routing, breaker, limits, metrics, log "
+                      "line, response body)")]
+
+
+def p50_diffs(a: list[dict[str, Any]], b: list[dict[str, Any]], metric: str) -> list[float]:
+    """Per round: a's p50 of `metric` minus b's (rounds run seconds apart, so each pair is comparable)."""
+    return [x[metric]["p50"] - y[metric]["p50"] for x, y in zip(a, b)]
+
+
+def floor_row(key: str, title: str, metric: str, label: str, svc_res: list[dict[str, Any]],
+              dir_res: list[dict[str, Any]], floor_res: list[dict[str, Any]], what: str) -> Row:
+    """The diagnostic row of the OpenAI floor proxy: what it adds over the fake, and the service over it."""
+    f50, d50 = med([r[metric]["p50"] for r in floor_res]), med([r[metric]["p50"] for r in dir_res])
+    added, own = p50_diffs(floor_res, dir_res, metric), p50_diffs(svc_res, floor_res, metric)
+    return Row(key, title, f"{label} {fmt_ms(f50)} → added {med(added):+.2f} ms",
+               f"{label} {fmt_ms(d50)} (fake provider direct)", f"{f50 / d50:.2f}×", "diagnostic", "report",
+               f"{what}: {label} {med(own):+.2f} ms over this floor",
+               {"floor": floor_res, "added_p50": added, "service_over_floor_p50": own})
 
 
 def bench_openai_throughput(ctx: Context) -> list[Row]:
@@ -571,37 +581,31 @@ def bench_openai_ttft(ctx: Context) -> list[Row]:
     try:
         spec = {"mode": "closed", "connections": 1, "duration": ctx.s.duration, "warmup": ctx.s.warmup,
                 "ttft": True, "request": openai_request(stream=True)}
-        svc_res, dir_res, floor_res = ctx.rotate([lambda: ctx.load(svc, spec, "python"),
-                                                  lambda: ctx.load(direct, spec, "python"),
-                                                  lambda: ctx.load(floor, spec, "python")], "openai_ttft")
+        svc_res, dir_res, floor_res = ctx.rotate(
+            [lambda target=target: ctx.load(target, spec, "python") for target in (svc, direct, floor)],
+            "openai_ttft")
     finally:
         ctx.set_fake("openai", token_delay=0.0)
     missing = [r for r in svc_res + dir_res + floor_res if not r.get("ttft_ms")]
     if missing:
         return [Row("openai_ttft", title, "—", "—", "—", "≤ 2 ms at p50", "error",
                     "no token seen in the SSE stream", {"service": svc_res, "baseline": dir_res, "floor": floor_res})]
-    added = [s["ttft_ms"]["p50"] - d["ttft_ms"]["p50"] for s, d in zip(svc_res, dir_res)]
-    floor_added = [f["ttft_ms"]["p50"] - d["ttft_ms"]["p50"] for f, d in zip(floor_res, dir_res)]
-    own = [s["ttft_ms"]["p50"] - f["ttft_ms"]["p50"] for s, f in zip(svc_res, floor_res)]
+    added = p50_diffs(svc_res, dir_res, "ttft_ms")
     s50, d50 = med([r["ttft_ms"]["p50"] for r in svc_res]), med([r["ttft_ms"]["p50"] for r in dir_res])
-    f50 = med([r["ttft_ms"]["p50"] for r in floor_res])
     total_s, total_d = med([r["latency_ms"]["p50"] for r in svc_res]), med([r["latency_ms"]["p50"] for r in dir_res])
     a50 = med(added)
     notes = (f"fake streams a token every 10 ms; whole stream p50 {fmt_ms(total_s)} via service vs "
              f"{fmt_ms(total_d)} direct (a buffering proxy would show TTFT ≈ whole stream); "
              f"non-2xx {status_note(svc_res)}")
-    floor_notes = ("the floor proxy of the row above (bench/baseline_app.py), relaying the upstream's SSE bytes as "
-                   "they come (no parsing, no re-encoding); rotated with the two sides above. The service's own "
-                   f"share (SSE parsing, failover before the first chunk, re-encoded chunks, metrics): "
-                   f"TTFT p50 {med(own):+.2f} ms over this floor")
     return [Row("openai_ttft", title, f"TTFT p50 {fmt_ms(s50)} → added {a50:+.2f} ms",
                 f"TTFT p50 {fmt_ms(d50)} (fake provider direct)", f"{s50 / d50:.2f}×", "≤ 2 ms at p50",
                 "met" if a50 <= 2.0 else "MISSED", notes,
                 {"service": svc_res, "baseline": dir_res, "floor": floor_res, "added_p50": added}),
-            Row("openai_ttft", "  floor: bare Quart relaying the same SDK stream, 1 conn",
-                f"TTFT p50 {fmt_ms(f50)} → added {med(floor_added):+.2f} ms",
-                f"TTFT p50 {fmt_ms(d50)} (fake provider direct)", f"{f50 / d50:.2f}×", "diagnostic", "report",
-                floor_notes, {"floor": floor_res, "added_p50": floor_added, "service_over_floor_p50": own})]
+            floor_row("openai_ttft", "  floor: bare Quart relaying the same SDK stream, 1 conn", "ttft_ms",
+                      "TTFT p50", svc_res, dir_res, floor_res,
+                      "the floor proxy of the row above (bench/baseline_app.py), relaying the upstream's SSE bytes "
+                      "as they come (no parsing, no re-encoding); rotated with the two sides above. The service's "
+                      "own share (SSE parsing, failover before the first chunk, re-encoded chunks, metrics)")]
 
 
 # ==================================================================================================

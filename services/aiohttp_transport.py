@@ -47,7 +47,7 @@ from services.loop_turns import turns_of
 DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 
 
-def _mapped(exc: aiohttp.ClientError, http: Any = httpx2) -> Exception:
+def _mapped(exc: aiohttp.ClientError, http: Any) -> Exception:
     """The httpx (httpx2) exception for an aiohttp one, the most specific classes first."""
     message = str(exc) or type(exc).__name__
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
@@ -66,9 +66,12 @@ def _mapped(exc: aiohttp.ClientError, http: Any = httpx2) -> Exception:
 
 
 class _Body:
-    """The answer's body as the client reads it; closing an unfinished body drops its connection."""
+    """The answer's body as the client reads it; closing an unfinished body drops its connection.
+
+    `http`: the client's module (httpx or httpx2); `unbind`: undo that client's response cycle."""
 
     http: Any = httpx2
+    unbind = False
 
     def __init__(self, answer: aiohttp.ClientResponse) -> None:
         self._answer = answer
@@ -94,6 +97,7 @@ class _Body:
 
 class _Body1(_Body, httpx.AsyncByteStream):
     http = httpx
+    unbind = True  # httpx 0.28's body wrapper refers back to the response
 
 
 class _Body2(_Body, httpx2.AsyncByteStream):
@@ -101,12 +105,11 @@ class _Body2(_Body, httpx2.AsyncByteStream):
 
 
 class _Transport:
-    http: Any = httpx2
-    body: type[_Body] = _Body2
-    unbind = False  # unbind closed responses from their body (httpx's cycle)
+    body: type[_Body] = _Body2  # and with it the client's module
 
     def __init__(self, *, verify: ssl.SSLContext | bool = True, limits: Any = None) -> None:
-        self._ssl = verify if isinstance(verify, ssl.SSLContext) else self.http.create_ssl_context(verify=verify)
+        http = self.body.http
+        self._ssl = verify if isinstance(verify, ssl.SSLContext) else http.create_ssl_context(verify=verify)
         self._limits = limits or DEFAULT_LIMITS
         self._session: aiohttp.ClientSession | None = None
 
@@ -119,7 +122,7 @@ class _Transport:
                                      auto_decompress=False, timeout=aiohttp.ClientTimeout(total=None))
 
     async def handle_async_request(self, request: Any) -> Any:
-        http = self.http
+        http = self.body.http
         session = self._session
         if session is None or session.closed:
             session = self._session = self._open_session()
@@ -148,7 +151,7 @@ class _Transport:
         body = self.body(answer)
         response = http.Response(answer.status, headers=answer.raw_headers, stream=body, request=request,
                                  extensions=extensions)
-        if self.unbind:
+        if body.unbind:
             body._response = weakref.ref(response)
         return response
 
@@ -161,13 +164,10 @@ class _Transport:
 class AiohttpTransport(_Transport, httpx.AsyncBaseTransport):
     """For httpx (the Ollama and router clients)."""
 
-    http = httpx
     body = _Body1
-    unbind = True
 
 
 class AiohttpTransport2(_Transport, httpx2.AsyncBaseTransport):
     """For httpx2 (what `openai.AsyncOpenAI(http_client=…)` sends through)."""
 
-    http = httpx2
     body = _Body2

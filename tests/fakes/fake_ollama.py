@@ -42,7 +42,7 @@ class FakeUpstream:
         self.done_reason = "stop"
         self.healthy = True  # False: health/list endpoints answer 503
         self.requests: list[tuple[str, dict[str, str], Any]] = []
-        self.clients: list[tuple[str, int] | None] = []  # per request: the caller's (host, port) = its connection
+        self.clients: set[tuple[str, int]] = set()  # the callers' (host, port): one per connection used
         self.calls = 0  # chat calls
         self.stream_started_at: float | None = None
         self.last_stream_finished_at: float | None = None
@@ -57,7 +57,7 @@ class FakeUpstream:
     @property
     def connections(self) -> int:
         """Distinct client connections the requests so far came over."""
-        return len(set(self.clients))
+        return len(self.clients)
 
     @property
     def last_body(self) -> Any:
@@ -96,7 +96,8 @@ class FakeUpstream:
         except ValueError:
             payload = body.decode(errors="replace")
         self.requests.append((scope["path"], headers, payload))
-        self.clients.append(tuple(scope["client"]) if scope.get("client") else None)
+        if scope.get("client"):
+            self.clients.add(tuple(scope["client"]))
         await self.handle(scope["method"], scope["path"], headers, payload, receive, send)
 
     async def handle(self, method: str, path: str, headers: dict[str, str], body: Any,
