@@ -117,7 +117,7 @@ class _Transport:
         """Made at the first request, inside the event loop the session then belongs to."""
         connector = aiohttp.TCPConnector(
             limit=self._limits.max_connections or 0, limit_per_host=0, ssl=self._ssl,
-            keepalive_timeout=self._limits.keepalive_expiry or 0)
+            keepalive_timeout=self._limits.keepalive_expiry)  # None, as in httpx: never expire
         return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
                                      auto_decompress=False, timeout=aiohttp.ClientTimeout(total=None))
 

@@ -113,6 +113,13 @@ async def test_calls_reuse_one_connection_and_carry_bodies_headers_and_status(se
     assert answers[0].headers.get_list("x-many") == ["1", "2"]
 
 
+async def test_no_keepalive_expiry_keeps_reusing_the_connection(serve, http, made):
+    url = await serve(echo_forever)
+    async with http.AsyncClient(base_url=url, transport=made(limits=http.Limits(keepalive_expiry=None))) as client:
+        answers = [(await client.get("/x")).json() for _ in range(3)]
+    assert [a["connection"] for a in answers] == [1, 1, 1]
+
+
 async def test_a_streamed_request_body_arrives_whole(serve, http, made):
     url = await serve(echo_forever)
 
