@@ -17,7 +17,7 @@ from quart_schema import QuartSchema
 from api import admin, interaction, openai_api, operations
 from api.auth import KeyRing
 from api.errors import register_error_handlers
-from api.route_cache import RouteMap
+from api.quart_fastpaths import App
 from config.settings import VERSION, ConfigError, Settings, load_settings
 from services import metrics
 from services.log_writer import LineWriter
@@ -30,10 +30,6 @@ access_log = get_logger("access")
 # counted by http_requests_total, and interactions and completions log their own line when they end.
 # Failed requests (status >= 400) are logged at info.
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-
-
-class App(Quart):
-    url_map_class = RouteMap  # werkzeug's matcher, fixed-path matches remembered (api/route_cache.py)
 
 
 def create_app(settings: Settings | None = None, log_stream: TextIO | None = None) -> Quart:
