@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 from api.errors import ApiError
-from services import metrics
 from services.dedupe import DedupeWindow
 from services.interaction import Interaction, dedupe_key
 
@@ -58,14 +57,11 @@ class MemoryQueue:
             raise QueueFull from None
         if self._seen is not None:
             self._seen.add(key, interaction.id)
-        metrics.queue_depth.set(self._queue.qsize())
         return Enqueued(interaction.id, duplicate=False)
 
     async def claim(self) -> Interaction:
         """Wait for the next interaction."""
-        interaction = await self._queue.get()
-        metrics.queue_depth.set(self._queue.qsize())
-        return interaction
+        return await self._queue.get()
 
     async def finish(self, interaction: Interaction, outcome: str) -> None:
         """Record the final outcome (the durable queue marks its row; memory has nothing to keep)."""
@@ -87,7 +83,6 @@ class MemoryQueue:
                 kept.append(item)
         for item in kept:
             self._queue.put_nowait(item)
-        metrics.queue_depth.set(self._queue.qsize())
         return dropped
 
     def take_all(self) -> list[Interaction]:
@@ -95,7 +90,6 @@ class MemoryQueue:
         items = []
         while not self._queue.empty():
             items.append(self._queue.get_nowait())
-        metrics.queue_depth.set(0)
         return items
 
     async def aclose(self) -> None:

@@ -57,7 +57,6 @@ interactions_accepted_total = Counter(
     "ai_interactions_accepted_total", "Interactions answered 202 (including duplicates)",
     registry=REGISTRY,
 )
-queue_depth = Gauge("ai_interaction_queue_depth", "Interactions waiting for a worker", registry=REGISTRY)
 queue_capacity = Gauge(
     "ai_interaction_queue_capacity", "MAX_QUEUE: interactions the queue holds before answering 429",
     registry=REGISTRY,
@@ -221,6 +220,33 @@ def track_breaker(breaker: Any) -> None:
 
 def record_breaker_transition(provider: str, to: str) -> None:
     breaker_transitions_total.labels(provider=provider, to=to).inc()
+
+
+# --- queue depth: read when scraped --------------------------------------------------------------
+_queues: "weakref.WeakValueDictionary[str, Any]" = weakref.WeakValueDictionary()
+
+
+class _QueueDepthCollector:
+    """`ai_interaction_queue_depth` from the live queue's `depth()` at scrape time: nothing to update
+    on each enqueue and claim (two locked gauge writes per interaction before)."""
+
+    name = "ai_interaction_queue_depth"
+    documentation = "Interactions waiting for a worker"
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self.name, self.documentation)
+
+    def collect(self) -> Iterator[Metric]:
+        queue = _queues.get("queue")
+        yield GaugeMetricFamily(self.name, self.documentation, value=queue.depth() if queue is not None else 0)
+
+
+REGISTRY.register(_QueueDepthCollector())
+
+
+def track_queue(queue: Any) -> None:
+    """Export this queue's depth (the newest queue wins; held weakly)."""
+    _queues["queue"] = queue
 
 
 def render() -> tuple[bytes, str]:

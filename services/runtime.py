@@ -18,6 +18,7 @@ from typing import Any
 from config.settings import Settings
 from providers.base import Provider
 from providers.factory import build_provider
+from services import metrics
 from services.breaker import CircuitBreaker
 from services.community_config import MemoryConfigSource
 from services.config_cipher import ConfigCipher
@@ -71,6 +72,7 @@ class Runtime:
                               s.fallback_provider, s.max_concurrent_requests)
         self.router = RouterClient.from_settings(s)
         await self._open_stores()
+        metrics.track_queue(self.queue)  # ai_interaction_queue_depth reads queue.depth() when scraped
         limiter = ReplyRateLimiter(s.user_cooldown_s, s.channel_max_replies_per_min)
         pipeline = Pipeline(s, self.config_source, self.context, limiter, self.llm, self.router, self.usage)
         self.workers = WorkerPool(self.queue, pipeline, s.worker_count)

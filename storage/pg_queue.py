@@ -202,7 +202,6 @@ class PgQueue:
                 continue
             delay = self.poll_s
             self._depth, self._drift = queued, 0
-            metrics.queue_depth.set(queued)
             if not self._healthy:
                 self._healthy = True
                 self.db.mark_up()

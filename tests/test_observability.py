@@ -174,6 +174,23 @@ def test_breaker_gauge_shows_half_open_when_the_reset_time_has_passed_without_ca
         assert app.http.get("/ready").json()["providers"]["ollama"]["breaker"] == "half_open"
 
 
+def test_queue_depth_gauge_counts_what_waits_for_a_worker(fake_ollama, fake_router):
+    fake_ollama.hang = True  # the one worker stays on the first interaction
+    settings = make_settings(ollama=fake_ollama, router=fake_router, worker_count=1)
+    with running_app(settings) as app:
+        delta = Delta(app)
+        for i in range(3):
+            assert app.post_interaction(interaction_body("hello", user_id=f"metrics-depth-{i}")).status_code == 202
+        wait_until(lambda: fake_ollama.calls == 1, message="the first interaction at the LLM")
+        assert value(delta.refresh().after, "ai_interaction_queue_depth") == 2
+        assert app.http.get("/api/v1/ai/status").json()["data"]["queue_depth"] == 2
+        fake_ollama.hang = False
+        fake_ollama.release()
+        fake_router.wait_for_replies(3)
+        wait_until(lambda: value(delta.refresh().after, "ai_interaction_queue_depth") == 0,
+                   message="the queue empty on /metrics")
+
+
 def test_router_failures_and_retries_are_counted(fake_ollama, fake_router):
     fake_router.fail_status = 503
     settings = make_settings(ollama=fake_ollama, router=fake_router, router_retry_max_s=0.3)
