@@ -322,3 +322,32 @@ def test_trigger_inside_a_longer_word_never_fires(word: str, before: str, after:
     for text in (before + word, word + after, before + word + after):
         if text not in SINGLE_WORD_TRIGGERS:  # "hi"+"ya" is "hiya", itself a trigger
             assert matcher_for(DEFAULT).detect(text, CHAT, USER) is None, text
+
+
+class _MeetsEverything(frozenset):
+    """A set that shares an element with anything: forces detect() past its quiet-message shortcut."""
+
+    def isdisjoint(self, other: object) -> bool:  # type: ignore[override]
+        return False
+
+
+def _without_shortcut(config: TriggerConfig) -> TriggerMatcher:
+    matcher = TriggerMatcher(config)
+    matcher._list_words = matcher._phrase_heads = _MeetsEverything()
+    return matcher
+
+
+_ENTRIES = DEFAULT.greetings + DEFAULT.farewells + CUSTOM.greetings + CUSTOM.farewells
+_PIECES = sorted(set(_ENTRIES) | {w for t in _ENTRIES for w in t.split()} | {"Captain Hook", "captain", "waddlebot", "waddlebot's", "@waddlebot", "modbot", "good", "see",
+                                         "gotta", "this", "super", "they", "bye-bye", "hi-fi", "see-ya",
+                                         "good-bye", "www.hi.com", "hi.there/x", "!hi", "!lurk", "?", "!",
+                                         "-", "'", ",", "…", "GOOD", "Hello"})
+
+
+@hyp_settings(max_examples=500, deadline=None)
+@given(words=st.lists(st.sampled_from(_PIECES) | st.text(max_size=6), max_size=8),
+       joiner=st.sampled_from([" ", "", "-", "  ", ", "]))
+def test_quiet_message_shortcut_answers_as_the_full_check(words: list[str], joiner: str) -> None:
+    text = joiner.join(words)
+    for config in (DEFAULT, CUSTOM):
+        assert matcher_for(config).detect(text, CHAT, USER) == _without_shortcut(config).detect(text, CHAT, USER), text
