@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from api.models import InteractionRequest
 from services.interaction import Interaction
 from services.interaction_queue import MemoryQueue, QueueFull
 from tests.support import interaction_body
+from tests.waiting import async_wait_until
 
 
 class Clock:
@@ -91,3 +94,107 @@ async def test_erase_user_drops_only_that_users_queued_interactions():
         await queue.enqueue(interaction(user_id=user, platform=platform))
     assert await queue.erase_user("twitch", "u1") == 2
     assert [(i.request.platform, i.request.user_id) for i in queue.take_all()] == [("twitch", "u2"), ("discord", "u1")]
+
+
+# --- waking workers ---------------------------------------------------------------------------------
+class Workers:
+    """`count` claim loops over one queue; each records (worker index, message) for what it takes.
+    `gate`, when set, holds every taken interaction until released (an LLM call in progress)."""
+
+    def __init__(self, queue: MemoryQueue, count: int, gate: "asyncio.Event | None" = None) -> None:
+        self.queue, self.gate = queue, gate
+        self.taken: list[tuple[int, str]] = []
+        self.holding = 0
+        self.tasks = [asyncio.create_task(self._loop(i)) for i in range(count)]
+
+    async def _loop(self, index: int) -> None:
+        while True:
+            item = await self.queue.claim()
+            self.taken.append((index, item.request.message_content))
+            if self.gate is not None:
+                self.holding += 1
+                await self.gate.wait()
+                self.holding -= 1
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+class CountingQueue(MemoryQueue):
+    """Counts the workers it wakes."""
+
+    wakeups = 0
+
+    def _wake_one(self) -> None:
+        waking = self._waking
+        super()._wake_one()
+        self.wakeups += self._waking - waking
+
+
+async def test_a_burst_that_ends_at_once_wakes_two_workers_not_one_each():
+    queue = CountingQueue(1000, 300, clock=Clock())
+    workers = Workers(queue, 32)
+    await asyncio.sleep(0)  # every worker waiting
+    for n in range(50):
+        await queue.enqueue(interaction(f"quiet {n}", message_id=f"burst-{n}"))
+    await async_wait_until(lambda: len(workers.taken) == 50, message="all 50 taken")
+    await workers.stop()
+    assert [m for _, m in workers.taken] == [f"quiet {n}" for n in range(50)]
+    # One worker woken for the burst, and the one it woke when it left others behind (that one
+    # finds the queue empty: the first took the rest, one after the other, without waiting).
+    assert queue.wakeups == 2
+    assert len({w for w, _ in workers.taken}) == 1
+    assert queue.depth() == 0
+
+
+async def test_interactions_that_wait_still_spread_over_the_workers():
+    queue = MemoryQueue(1000, 300, clock=Clock())
+    gate = asyncio.Event()
+    workers = Workers(queue, 8, gate)
+    await asyncio.sleep(0)
+    for n in range(5):
+        await queue.enqueue(interaction(f"slow {n}", message_id=f"slow-{n}"))
+    await async_wait_until(lambda: workers.holding == 5, message="five workers holding one each")
+    assert len({w for w, _ in workers.taken}) == 5 and queue.depth() == 0
+    for n in range(5, 12):  # 3 idle workers left: 3 more taken, 4 wait in the queue
+        await queue.enqueue(interaction(f"slow {n}", message_id=f"slow-{n}"))
+    await async_wait_until(lambda: workers.holding == 8, message="all eight workers holding")
+    assert queue.depth() == 4
+    gate.set()
+    await async_wait_until(lambda: len(workers.taken) == 12, message="all 12 taken")
+    await workers.stop()
+    assert sorted(m for _, m in workers.taken) == sorted(f"slow {n}" for n in range(12))
+
+
+async def test_a_woken_worker_cancelled_before_it_runs_passes_the_wake_on():
+    queue = MemoryQueue(10, 300, clock=Clock())
+    first = Workers(queue, 1)
+    await asyncio.sleep(0)
+    second = Workers(queue, 1)
+    await asyncio.sleep(0)  # both waiting; the most recently idle one (second) is woken first
+    await queue.enqueue(interaction("for someone", message_id="wake-1"))
+    await second.stop()  # cancelled before it ran: its wake-up goes to the other worker
+    await async_wait_until(lambda: first.taken, timeout=2, message="the other worker to take it")
+    await first.stop()
+    assert [m for _, m in first.taken] == ["for someone"] and second.taken == []
+    assert queue.depth() == 0
+
+
+async def test_erase_user_while_workers_wait_and_a_full_queue_refuses():
+    queue = MemoryQueue(2, 300, clock=Clock())
+    gate = asyncio.Event()
+    workers = Workers(queue, 1, gate)
+    await asyncio.sleep(0)
+    await queue.enqueue(interaction("held", message_id="e-0", user_id="keep"))
+    await async_wait_until(lambda: workers.holding == 1, message="the worker holding one")
+    await queue.enqueue(interaction("mine", message_id="e-1", user_id="gone"))
+    await queue.enqueue(interaction("theirs", message_id="e-2", user_id="keep"))
+    with pytest.raises(QueueFull):
+        await queue.enqueue(interaction("one too many", message_id="e-3"))
+    assert await queue.erase_user("twitch", "gone") == 1
+    gate.set()
+    await async_wait_until(lambda: len(workers.taken) == 2, message="the kept one taken")
+    await workers.stop()
+    assert [m for _, m in workers.taken] == ["held", "theirs"]
