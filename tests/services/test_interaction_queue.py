@@ -122,6 +122,19 @@ class Workers:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
+async def waiting_workers(queue: MemoryQueue, count: int, gate: "asyncio.Event | None" = None) -> Workers:
+    """Workers started and given a loop turn: each is waiting in claim() when this returns."""
+    workers = Workers(queue, count, gate)
+    await asyncio.sleep(0)
+    return workers
+
+
+async def enqueue_each(queue: MemoryQueue, prefix: str, numbers: range) -> None:
+    """Enqueue "<prefix> <n>" for each n, with distinct message ids, without a loop turn between."""
+    for n in numbers:
+        await queue.enqueue(interaction(f"{prefix} {n}", message_id=f"{prefix}-{n}"))
+
+
 class CountingQueue(MemoryQueue):
     """Counts the workers it wakes."""
 
@@ -135,10 +148,8 @@ class CountingQueue(MemoryQueue):
 
 async def test_a_burst_that_ends_at_once_wakes_two_workers_not_one_each():
     queue = CountingQueue(1000, 300, clock=Clock())
-    workers = Workers(queue, 32)
-    await asyncio.sleep(0)  # every worker waiting
-    for n in range(50):
-        await queue.enqueue(interaction(f"quiet {n}", message_id=f"burst-{n}"))
+    workers = await waiting_workers(queue, 32)
+    await enqueue_each(queue, "quiet", range(50))
     await async_wait_until(lambda: len(workers.taken) == 50, message="all 50 taken")
     await workers.stop()
     assert [m for _, m in workers.taken] == [f"quiet {n}" for n in range(50)]
@@ -152,14 +163,11 @@ async def test_a_burst_that_ends_at_once_wakes_two_workers_not_one_each():
 async def test_interactions_that_wait_still_spread_over_the_workers():
     queue = MemoryQueue(1000, 300, clock=Clock())
     gate = asyncio.Event()
-    workers = Workers(queue, 8, gate)
-    await asyncio.sleep(0)
-    for n in range(5):
-        await queue.enqueue(interaction(f"slow {n}", message_id=f"slow-{n}"))
+    workers = await waiting_workers(queue, 8, gate)
+    await enqueue_each(queue, "slow", range(5))
     await async_wait_until(lambda: workers.holding == 5, message="five workers holding one each")
     assert len({w for w, _ in workers.taken}) == 5 and queue.depth() == 0
-    for n in range(5, 12):  # 3 idle workers left: 3 more taken, 4 wait in the queue
-        await queue.enqueue(interaction(f"slow {n}", message_id=f"slow-{n}"))
+    await enqueue_each(queue, "slow", range(5, 12))  # 3 idle workers left: 3 more taken, 4 wait
     await async_wait_until(lambda: workers.holding == 8, message="all eight workers holding")
     assert queue.depth() == 4
     gate.set()
@@ -170,10 +178,8 @@ async def test_interactions_that_wait_still_spread_over_the_workers():
 
 async def test_a_woken_worker_cancelled_before_it_runs_passes_the_wake_on():
     queue = MemoryQueue(10, 300, clock=Clock())
-    first = Workers(queue, 1)
-    await asyncio.sleep(0)
-    second = Workers(queue, 1)
-    await asyncio.sleep(0)  # both waiting; the most recently idle one (second) is woken first
+    first = await waiting_workers(queue, 1)
+    second = await waiting_workers(queue, 1)  # the most recently idle one is woken first
     await queue.enqueue(interaction("for someone", message_id="wake-1"))
     await second.stop()  # cancelled before it ran: its wake-up goes to the other worker
     await async_wait_until(lambda: first.taken, timeout=2, message="the other worker to take it")
@@ -185,8 +191,7 @@ async def test_a_woken_worker_cancelled_before_it_runs_passes_the_wake_on():
 async def test_erase_user_while_workers_wait_and_a_full_queue_refuses():
     queue = MemoryQueue(2, 300, clock=Clock())
     gate = asyncio.Event()
-    workers = Workers(queue, 1, gate)
-    await asyncio.sleep(0)
+    workers = await waiting_workers(queue, 1, gate)
     await queue.enqueue(interaction("held", message_id="e-0", user_id="keep"))
     await async_wait_until(lambda: workers.holding == 1, message="the worker holding one")
     await queue.enqueue(interaction("mine", message_id="e-1", user_id="gone"))
