@@ -3,7 +3,7 @@
 - `request.blueprints` (the matched endpoint's blueprint and its parents) is read three times per
   request by Quart's dispatch (before-request hooks, after-request hooks, teardown), each time
   re-deriving it from the endpoint string through three properties and an import statement.
-  `AppRequest` keeps the answer per endpoint: endpoints are the app's routes, a fixed set.
+  `AppRequest` keeps Quart's own answer per endpoint: endpoints are the app's routes, a fixed set.
 - `app.ensure_async(func)` is asked for every hook and view of every request, and answers through
   `inspect` (unwrapping, type checks). For a plain `async def` function the answer is the function
   itself, told by its code flags; anything else goes through Quart's own check.
@@ -17,6 +17,7 @@ from types import FunctionType
 from typing import Any, Callable
 
 from quart import Quart
+from quart.helpers import _split_blueprint_path
 from quart.wrappers import Request
 
 from api.route_cache import RouteMap
@@ -24,12 +25,7 @@ from api.route_cache import RouteMap
 
 @cache
 def _blueprints_of(endpoint: str) -> list[str]:
-    if "." not in endpoint:
-        return []
-    names = [endpoint.rpartition(".")[0]]
-    while "." in names[-1]:
-        names.append(names[-1].rpartition(".")[0])
-    return names
+    return _split_blueprint_path(endpoint.rpartition(".")[0]) if "." in endpoint else []
 
 
 class AppRequest(Request):

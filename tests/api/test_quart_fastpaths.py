@@ -7,7 +7,7 @@ import threading
 import pytest
 from quart import Blueprint, Quart, request
 
-from api.quart_fastpaths import App, AppRequest
+from api.quart_fastpaths import App
 
 
 def nested_app(cls: type[Quart]) -> Quart:
@@ -65,11 +65,7 @@ async def test_nested_blueprints_are_named_innermost_first():
     assert (await response.get_json())["blueprints"] == ["outer.inner", "outer"]
 
 
-def test_the_service_app_uses_the_request_class():
-    assert App.request_class is AppRequest
-
-
-def test_ensure_async_returns_a_coroutine_function_itself_and_wraps_anything_else():
+async def test_ensure_async_returns_a_coroutine_function_itself_and_wraps_a_sync_one_that_still_runs():
     app = App(__name__)
 
     async def coroutine_function() -> int:
@@ -79,14 +75,7 @@ def test_ensure_async_returns_a_coroutine_function_itself_and_wraps_anything_els
         return 2
 
     assert app.ensure_async(coroutine_function) is coroutine_function
-    assert app.ensure_async(plain) is not plain
-
-
-async def test_a_wrapped_sync_function_still_runs_and_returns_its_value():
-    app = App(__name__)
-
-    def plain() -> int:
-        return 2
-
+    wrapped = app.ensure_async(plain)
+    assert wrapped is not plain
     async with app.app_context():
-        assert await app.ensure_async(plain)() == 2
+        assert await wrapped() == 2
