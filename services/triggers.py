@@ -114,8 +114,8 @@ class TriggerMatcher:
         # Most chat fires nothing: a message none of whose words is a trigger word or the first word
         # of a trigger phrase cannot match a list (hyphenated words aside), so it skips the lists.
         lists = [w for w in (self._mention, self._greetings, self._farewells) if w is not None]
-        self._list_words = frozenset().union(*(w.words for w in lists))
-        self._phrase_heads = frozenset(p.split()[0] for w in lists for p in w.phrases)
+        self._opening_words = frozenset().union(*(w.words for w in lists),
+                                                (p.split()[0] for w in lists for p in w.phrases))
 
     def detect(self, message: str, message_type: str, username: str) -> str | None:
         """The trigger that fires for this message, or None when the bot should stay silent."""
@@ -141,8 +141,7 @@ class TriggerMatcher:
         if "." in text or "://" in text:  # every link has one of them (most chat has neither)
             text = _URL.sub(" ", text)  # words and "?" inside links never count
         tokens = _words(text)
-        if ("-" not in text and self._list_words.isdisjoint(tokens)
-                and self._phrase_heads.isdisjoint(tokens) and command is None):
+        if command is None and "-" not in text and self._opening_words.isdisjoint(tokens):
             return "question" if self._question and self._question.search(text) else None
         spaced = " %s " % " ".join(tokens).replace("-", " ")
         if self._mention and self._mention.matches(tokens, spaced):

@@ -333,7 +333,7 @@ class _MeetsEverything(frozenset):
 
 def _without_shortcut(config: TriggerConfig) -> TriggerMatcher:
     matcher = TriggerMatcher(config)
-    matcher._list_words = matcher._phrase_heads = _MeetsEverything()
+    matcher._opening_words = _MeetsEverything()
     return matcher
 
 
