@@ -90,7 +90,8 @@ async def health():  # type: ignore[no-untyped-def]
     return Response(_encode({"status": "healthy"}), content_type="application/json")
 
 
-async def serve(port: int) -> None:
+async def serve(port: int, asgi: object = app) -> None:
+    """Serve `asgi` (this module's app unless given) as `python app.py` serves the service."""
     from hypercorn.asyncio import serve as hypercorn_serve
     from hypercorn.config import Config
 
@@ -101,7 +102,7 @@ async def serve(port: int) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await hypercorn_serve(app, config, shutdown_trigger=stop.wait)
+    await hypercorn_serve(asgi, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
 
 
 def main() -> None:

@@ -179,6 +179,12 @@ class Fleet:
         return self._start(name, [PYTHON, "-m", "bench.baseline_app", str(port), *extra],
                            clean_env(PYTHONPATH=str(ROOT)), ROOT, port)
 
+    def proxy_floor(self, kind: str, openai_upstream: str) -> Proc:
+        """An OpenAI floor proxy without the SDK (bench/proxy_floors.py; kind: asgi or quart)."""
+        port = free_port()
+        return self._start(f"openai-floor-{kind}", [PYTHON, "-m", "bench.proxy_floors", str(port), openai_upstream, kind],
+                           clean_env(PYTHONPATH=str(ROOT)), ROOT, port)
+
     def service(self, name: str, env: dict[str, str]) -> Proc:
         """`python app.py`, run from an empty directory so no stray `.env` is read."""
         port = free_port()

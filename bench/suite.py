@@ -107,7 +107,7 @@ class Context:
         self.fleet = Fleet(workdir)
         self._fakes: dict[str, Proc] = {}
         self._baseline: Proc | None = None
-        self._openai_floor: Proc | None = None
+        self._openai_floors: list[Proc] = []
         self._services: dict[str, Proc] = {}
         self._ids = 0
         self.run_tag = time.strftime("%H%M%S")
@@ -129,13 +129,18 @@ class Context:
             self._baseline = proc
         return self._baseline
 
-    def openai_floor(self) -> Proc:
-        """bench/baseline_app.py proxying /v1/chat/completions to the fake provider with the SDK call."""
-        if self._openai_floor is None:
-            proc = self.fleet.baseline(self.fakes()["openai"].url)
-            proc.wait_ready("/health")
-            self._openai_floor = proc
-        return self._openai_floor
+    def openai_floors(self) -> list[Proc]:
+        """The floor proxies of /v1/chat/completions to the fake provider, highest rung first: bare
+        Quart + the SDK call (bench/baseline_app.py), bare Quart + a bare aiohttp call, raw ASGI on
+        Hypercorn + a bare aiohttp call (bench/proxy_floors.py)."""
+        if not self._openai_floors:
+            upstream = self.fakes()["openai"].url
+            procs = [self.fleet.baseline(upstream), self.fleet.proxy_floor("quart", upstream),
+                     self.fleet.proxy_floor("asgi", upstream)]
+            for proc in procs:
+                proc.wait_ready("/health")
+            self._openai_floors = procs
+        return self._openai_floors
 
     def service_env(self, **overrides: Any) -> dict[str, str]:
         fakes = self.fakes()
@@ -510,29 +515,53 @@ def bench_openai_latency(ctx: Context) -> list[Row]:
     svc, why = openai_service(ctx)
     if svc is None:
         return [skipped("openai_latency", title, "≤ 1.5 ms at p50", why)]
-    direct, floor = ctx.fakes()["openai"], ctx.openai_floor()
+    direct, floors = ctx.fakes()["openai"], ctx.openai_floors()
     spec = closed(ctx, openai_request(), connections=1)
-    svc_res, dir_res, floor_res = ctx.rotate(
-        [lambda target=target: ctx.load(target, spec) for target in (svc, direct, floor)], "openai_latency")
+    svc_res, dir_res, *floor_res = ctx.rotate(
+        [lambda target=target: ctx.load(target, spec) for target in (svc, direct, *floors)], "openai_latency")
     added = p50_diffs(svc_res, dir_res, "latency_ms")
     added99 = [s["latency_ms"]["p99"] - d["latency_ms"]["p99"] for s, d in zip(svc_res, dir_res)]
     a50 = med(added)
     s50, d50 = med([r["latency_ms"]["p50"] for r in svc_res]), med([r["latency_ms"]["p50"] for r in dir_res])
+    floor_cpu = ", ".join(f"{name} {cpu_per_request_us(res):.0f} µs" for name, res in
+                          zip(("SDK floor", "Quart + aiohttp floor", "Hypercorn + aiohttp floor"), floor_res))
     notes = (f"added p99 {med(added99):+.2f} ms; AI_PROVIDER=waddleai → fake OpenAI (same request both ways); "
              f"non-2xx {status_note(svc_res)}; CPU per request: service {cpu_per_request_us(svc_res):.0f} µs, "
-             f"floor {cpu_per_request_us(floor_res):.0f} µs, "
-             f"fake provider direct {cpu_per_request_us(dir_res):.0f} µs; {cpu_note(svc_res, 'service')}")
+             f"{floor_cpu}, fake provider direct {cpu_per_request_us(dir_res):.0f} µs; {cpu_note(svc_res, 'service')}")
     return [Row("openai_latency", title, f"p50 {fmt_ms(s50)} → added {a50:+.2f} ms",
                 f"p50 {fmt_ms(d50)} (fake provider direct)", f"{s50 / d50:.2f}×", "≤ 1.5 ms at p50",
                 "met" if a50 <= 1.5 else "MISSED", notes,
-                {"service": svc_res, "baseline": dir_res, "floor": floor_res, "added_p50": added}),
-            floor_row("openai_latency", "  floor: bare Quart + the same SDK call, 1 conn", "latency_ms", "p50",
-                      svc_res, dir_res, floor_res,
-                      "bench/baseline_app.py: a bare Quart app under the same Hypercorn/uvloop that parses the "
-                      "body and makes the service's own provider call (the openai SDK's client.post on the same "
-                      "aiohttp transport), handing the upstream's bytes back unread; rotated with the two sides "
-                      "above. The service's own share (auth, validation, routing, breaker, limits, metrics, log "
-                      "line, response body)")]
+                {"service": svc_res, "baseline": dir_res, "floor": floor_res[0], "floor_quart_aiohttp": floor_res[1],
+                 "floor_asgi_aiohttp": floor_res[2], "added_p50": added}),
+            *floor_rows("openai_latency", "latency_ms", "p50", svc_res, dir_res, floor_res, LATENCY_FLOORS)]
+
+
+# The rungs of the floor ladder, highest first: (title, what it is, what the rung above adds over it).
+LATENCY_FLOORS = (
+    ("  floor: bare Quart + the same SDK call, 1 conn",
+     "bench/baseline_app.py: a bare Quart app under the same Hypercorn/uvloop that parses the body and makes the "
+     "service's own provider call (the openai SDK's client.post on the same aiohttp transport), handing the "
+     "upstream's bytes back unread; rotated with the sides above and below",
+     "the service's own share (auth, validation, routing, breaker, limits, metrics, log line, response body)"),
+    ("  floor: bare Quart + a bare aiohttp call, 1 conn",
+     "bench/proxy_floors.py quart: the same bare Quart app sending the body with one aiohttp.ClientSession "
+     "(the client under the service's transport), no SDK",
+     "the SDK call over a bare aiohttp call (the openai client's request building, httpx2, the transport adapter)"),
+    ("  floor: Hypercorn + a bare aiohttp call (raw ASGI, no framework), 1 conn",
+     "bench/proxy_floors.py asgi: a raw ASGI callable under the same Hypercorn/uvloop making the same aiohttp call",
+     "Quart over raw ASGI"),
+)
+TTFT_FLOORS = (
+    ("  floor: bare Quart relaying the same SDK stream, 1 conn",
+     "the SDK floor proxy of the row above (bench/baseline_app.py), relaying the upstream's SSE bytes as they come "
+     "(no parsing, no re-encoding); rotated with the sides above and below",
+     "the service's own share (SSE parsing, failover before the first chunk, re-encoded chunks, metrics)"),
+    ("  floor: bare Quart relaying a bare aiohttp stream, 1 conn",
+     "bench/proxy_floors.py quart, relaying the aiohttp response's bytes as they come, no SDK",
+     "the SDK's streamed call over a bare aiohttp one"),
+    ("  floor: Hypercorn relaying a bare aiohttp stream (raw ASGI, no framework), 1 conn",
+     "bench/proxy_floors.py asgi, relaying the same way", "Quart over raw ASGI"),
+)
 
 
 def p50_diffs(a: list[dict[str, Any]], b: list[dict[str, Any]], metric: str) -> list[float]:
@@ -540,15 +569,21 @@ def p50_diffs(a: list[dict[str, Any]], b: list[dict[str, Any]], metric: str) -> 
     return [x[metric]["p50"] - y[metric]["p50"] for x, y in zip(a, b)]
 
 
-def floor_row(key: str, title: str, metric: str, label: str, svc_res: list[dict[str, Any]],
-              dir_res: list[dict[str, Any]], floor_res: list[dict[str, Any]], what: str) -> Row:
-    """The diagnostic row of the OpenAI floor proxy: what it adds over the fake, and the service over it."""
-    f50, d50 = med([r[metric]["p50"] for r in floor_res]), med([r[metric]["p50"] for r in dir_res])
-    added, own = p50_diffs(floor_res, dir_res, metric), p50_diffs(svc_res, floor_res, metric)
-    return Row(key, title, f"{label} {fmt_ms(f50)} → added {med(added):+.2f} ms",
-               f"{label} {fmt_ms(d50)} (fake provider direct)", f"{f50 / d50:.2f}×", "diagnostic", "report",
-               f"{what}: {label} {med(own):+.2f} ms over this floor",
-               {"floor": floor_res, "added_p50": added, "service_over_floor_p50": own})
+def floor_rows(key: str, metric: str, label: str, svc_res: list[dict[str, Any]], dir_res: list[dict[str, Any]],
+               floor_res: list[list[dict[str, Any]]], rungs: tuple[tuple[str, str, str], ...]) -> list[Row]:
+    """The diagnostic rows of the OpenAI floor proxies: what each adds over the fake, and what the rung
+    above it (the service, for the highest) adds over it."""
+    rows, above = [], svc_res
+    d50 = med([r[metric]["p50"] for r in dir_res])
+    for (title, what, step), res in zip(rungs, floor_res):
+        f50 = med([r[metric]["p50"] for r in res])
+        added, step_p50 = p50_diffs(res, dir_res, metric), p50_diffs(above, res, metric)
+        rows.append(Row(key, title, f"{label} {fmt_ms(f50)} → added {med(added):+.2f} ms",
+                        f"{label} {fmt_ms(d50)} (fake provider direct)", f"{f50 / d50:.2f}×", "diagnostic",
+                        "report", f"{what}. {step[0].upper()}{step[1:]}: {label} {med(step_p50):+.2f} ms over this floor",
+                        {"floor": res, "added_p50": added, "above_over_floor_p50": step_p50}))
+        above = res
+    return rows
 
 
 def bench_openai_throughput(ctx: Context) -> list[Row]:
@@ -576,20 +611,22 @@ def bench_openai_ttft(ctx: Context) -> list[Row]:
     svc, why = openai_service(ctx, stream=True)
     if svc is None:
         return [skipped("openai_ttft", title, "≤ 2 ms at p50", why)]
-    direct, floor = ctx.fakes()["openai"], ctx.openai_floor()
+    direct, floors = ctx.fakes()["openai"], ctx.openai_floors()
     ctx.set_fake("openai", token_delay=0.01)  # tokens 10 ms apart: a buffering proxy could not hide
     try:
         spec = {"mode": "closed", "connections": 1, "duration": ctx.s.duration, "warmup": ctx.s.warmup,
                 "ttft": True, "request": openai_request(stream=True)}
-        svc_res, dir_res, floor_res = ctx.rotate(
-            [lambda target=target: ctx.load(target, spec, "python") for target in (svc, direct, floor)],
+        svc_res, dir_res, *floor_res = ctx.rotate(
+            [lambda target=target: ctx.load(target, spec, "python") for target in (svc, direct, *floors)],
             "openai_ttft")
     finally:
         ctx.set_fake("openai", token_delay=0.0)
-    missing = [r for r in svc_res + dir_res + floor_res if not r.get("ttft_ms")]
+    everything = {"service": svc_res, "baseline": dir_res, "floor": floor_res[0],
+                  "floor_quart_aiohttp": floor_res[1], "floor_asgi_aiohttp": floor_res[2]}
+    missing = [r for side in everything.values() for r in side if not r.get("ttft_ms")]
     if missing:
         return [Row("openai_ttft", title, "—", "—", "—", "≤ 2 ms at p50", "error",
-                    "no token seen in the SSE stream", {"service": svc_res, "baseline": dir_res, "floor": floor_res})]
+                    "no token seen in the SSE stream", everything)]
     added = p50_diffs(svc_res, dir_res, "ttft_ms")
     s50, d50 = med([r["ttft_ms"]["p50"] for r in svc_res]), med([r["ttft_ms"]["p50"] for r in dir_res])
     total_s, total_d = med([r["latency_ms"]["p50"] for r in svc_res]), med([r["latency_ms"]["p50"] for r in dir_res])
@@ -599,13 +636,8 @@ def bench_openai_ttft(ctx: Context) -> list[Row]:
              f"non-2xx {status_note(svc_res)}")
     return [Row("openai_ttft", title, f"TTFT p50 {fmt_ms(s50)} → added {a50:+.2f} ms",
                 f"TTFT p50 {fmt_ms(d50)} (fake provider direct)", f"{s50 / d50:.2f}×", "≤ 2 ms at p50",
-                "met" if a50 <= 2.0 else "MISSED", notes,
-                {"service": svc_res, "baseline": dir_res, "floor": floor_res, "added_p50": added}),
-            floor_row("openai_ttft", "  floor: bare Quart relaying the same SDK stream, 1 conn", "ttft_ms",
-                      "TTFT p50", svc_res, dir_res, floor_res,
-                      "the floor proxy of the row above (bench/baseline_app.py), relaying the upstream's SSE bytes "
-                      "as they come (no parsing, no re-encoding); rotated with the two sides above. The service's "
-                      "own share (SSE parsing, failover before the first chunk, re-encoded chunks, metrics)")]
+                "met" if a50 <= 2.0 else "MISSED", notes, {**everything, "added_p50": added}),
+            *floor_rows("openai_ttft", "ttft_ms", "TTFT p50", svc_res, dir_res, floor_res, TTFT_FLOORS)]
 
 
 # ==================================================================================================
