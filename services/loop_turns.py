@@ -1,10 +1,11 @@
-"""Upstream answers resume one per event-loop turn, in arrival order.
+"""Background work goes on one piece per event-loop turn, in arrival order.
 
 Ten LLM answers arriving together would otherwise each run their whole continuation (parse the
 answer, build and send the router post: ~2 ms of CPU) in one loop turn, and an ACK arriving
 meanwhile waits for all of them. With turns, an upstream answer that had to wait goes on at once
 if no other did in this turn, else waits for its own turn, so the loop polls sockets (and serves
-ACKs) between two answers. services/aiohttp_transport.py takes a turn when a response head arrives.
+ACKs) between two answers. services/aiohttp_transport.py takes a turn when a response head arrives;
+services/pipeline.py when an interaction starts and before a reply is posted.
 """
 
 from __future__ import annotations

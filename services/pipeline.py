@@ -2,10 +2,17 @@
 
 `Pipeline.process` returns exactly one outcome: replied, fallback, ignored, rate_limited, expired
 or failed. It never raises for upstream failures; the worker counts and logs the outcome.
+
+The work runs in loop turns (services/loop_turns.py), so that the ACKs arriving meanwhile wait for
+one piece of background work at most, never for a burst of them: an interaction starts on its own
+turn, and a reply is posted on its own turn (the LLM's answer resumes on one too, in the
+transport). Without them, 10 replies completing together (a lock-step LLM) ran back to back and
+lifted the ACK p99 while 1,000 wait from 5 ms to 15–23 ms (BENCHMARKS.md, `ack_pending`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +25,7 @@ from services.fallbacks import fallback_reply
 from services.interaction import Interaction
 from services.llm import LLMService
 from services.logs import get_logger
+from services.loop_turns import turns_of
 from services.prompt import build_messages, user_turn
 from services.rate_limits import ReplyRateLimiter
 from services.reply_cleaning import clean_reply
@@ -49,6 +57,8 @@ class Pipeline:
     async def process(self, interaction: Interaction) -> tuple[str, str]:
         """Returns (outcome, trigger); trigger is "none" when nothing fired."""
         req = interaction.request
+        turns = turns_of(asyncio.get_running_loop())
+        await turns.take()
         if interaction.age_s > self.settings.interaction_max_age_s:
             return "expired", "none"
         cfg = await self.config_source.effective(req.community_id)
@@ -62,6 +72,7 @@ class Pipeline:
         reply = await self._generate(interaction, cfg, trigger, key)
         if reply is None:
             return "failed", trigger
+        await turns.take()
         delivered = await self.router.post_reply(
             self._payload(interaction, trigger, reply),
             interaction_id=interaction.id, request_id=interaction.request_id,
