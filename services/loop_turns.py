@@ -5,7 +5,7 @@ answer, build and send the router post: ~2 ms of CPU) in one loop turn, and an A
 meanwhile waits for all of them. With turns, an upstream answer that had to wait goes on at once
 if no other did in this turn, else waits for its own turn, so the loop polls sockets (and serves
 ACKs) between two answers. services/aiohttp_transport.py takes a turn when a response head arrives;
-services/pipeline.py when an interaction starts and before a reply is posted.
+services/pipeline.py when a triggered interaction starts its LLM work and before it posts the reply.
 """
 
 from __future__ import annotations

@@ -3,11 +3,13 @@
 `Pipeline.process` returns exactly one outcome: replied, fallback, ignored, rate_limited, expired
 or failed. It never raises for upstream failures; the worker counts and logs the outcome.
 
-The work runs in loop turns (services/loop_turns.py), so that the ACKs arriving meanwhile wait for
-one piece of background work at most, never for a burst of them: an interaction starts on its own
-turn, and a reply is posted on its own turn (the LLM's answer resumes on one too, in the
-transport). Without them, 10 replies completing together (a lock-step LLM) ran back to back and
-lifted the ACK p99 while 1,000 wait from 5 ms to 15–23 ms (BENCHMARKS.md, `ack_pending`).
+The work of a reply runs in loop turns (services/loop_turns.py), so that the ACKs arriving
+meanwhile wait for one piece of background work at most, never for a burst of them: a triggered
+interaction starts its LLM work (context, request) on its own turn, and posts its reply on its own
+turn (the LLM's answer resumes on one too, in the transport). Chat that fires no trigger takes no
+turn: its whole processing is smaller than waiting for one. Without these turns, 10 replies
+completing together (a lock-step LLM) ran back to back and lifted the ACK p99 while 1,000 wait
+from ~5 ms to 15–23 ms (BENCHMARKS.md, `ack_pending`).
 """
 
 from __future__ import annotations
@@ -57,8 +59,6 @@ class Pipeline:
     async def process(self, interaction: Interaction) -> tuple[str, str]:
         """Returns (outcome, trigger); trigger is "none" when nothing fired."""
         req = interaction.request
-        turns = turns_of(asyncio.get_running_loop())
-        await turns.take()
         if interaction.age_s > self.settings.interaction_max_age_s:
             return "expired", "none"
         cfg = await self.config_source.effective(req.community_id)
@@ -68,6 +68,8 @@ class Pipeline:
         if self.limiter.try_acquire(req.platform, req.entity_id, req.user_id,
                                     cfg.user_cooldown_s, cfg.channel_max_replies_per_min):
             return "rate_limited", trigger
+        turns = turns_of(asyncio.get_running_loop())
+        await turns.take()  # the LLM work starts on its own turn (chat that fires nothing never waits)
         key = (req.platform, req.entity_id, req.user_id)
         reply = await self._generate(interaction, cfg, trigger, key)
         if reply is None:

@@ -1,10 +1,12 @@
-"""services/pipeline.py: interactions that are ready together start on separate event-loop turns
-(services/loop_turns.py), so an ACK arriving meanwhile never waits behind all of them; a lone
-interaction starts at once."""
+"""services/pipeline.py: triggered interactions that are ready together start their LLM work on
+separate event-loop turns (services/loop_turns.py), so an ACK arriving meanwhile never waits behind
+all of them; a lone one starts at once, and chat that fires no trigger never waits for a turn."""
 
 from __future__ import annotations
 
 import asyncio
+
+import pytest
 
 from api.models import InteractionRequest
 from services.community_config import MemoryConfigSource
@@ -15,6 +17,7 @@ from services.rate_limits import ReplyRateLimiter
 from tests.support import interaction_body, make_settings
 
 QUIET = "that clutch was insane"  # fires no trigger: the pipeline ends at the trigger check
+QUESTION = "what game is this?"  # fires "question": the pipeline goes on to the context and the LLM
 
 
 class LoopTurns:
@@ -33,36 +36,68 @@ class LoopTurns:
         self._handle.cancel()
 
 
-def quiet_pipeline() -> Pipeline:
+class Stop(Exception):
+    pass
+
+
+class FirstStepOfTheLLMWork(MemoryContextStore):
+    """The real memory store, noting the turn at which each conversation's history is asked for
+    (the first step of the LLM work), then stopping the interaction there."""
+
+    def __init__(self, turns: LoopTurns, s) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(s.context_history_limit, s.context_ttl_s, s.context_max_conversations)
+        self.turns = turns
+        self.started: list[tuple[str, int]] = []
+
+    async def history(self, key):  # type: ignore[no-untyped-def]
+        self.started.append((key[2], self.turns.count))
+        raise Stop
+
+
+def pipeline(context: MemoryContextStore | None = None) -> Pipeline:
     s = make_settings()
-    context = MemoryContextStore(s.context_history_limit, s.context_ttl_s, s.context_max_conversations)
+    if context is None:  # (an empty store is falsy: it has a length)
+        context = MemoryContextStore(s.context_history_limit, s.context_ttl_s, s.context_max_conversations)
     limiter = ReplyRateLimiter(s.user_cooldown_s, s.channel_max_replies_per_min)
     return Pipeline(s, MemoryConfigSource(s), context, limiter, llm=None, router=None)  # type: ignore[arg-type]
 
 
-def quiet(i: int) -> Interaction:
-    body = interaction_body(QUIET, message_id=f"m{i}", user_id=f"u{i}")
+def interaction(i: int, text: str) -> Interaction:
+    body = interaction_body(text, message_id=f"m{i}", user_id=f"u{i}")
     return Interaction(InteractionRequest.model_validate(body), request_id=f"r{i}")
 
 
-async def test_interactions_ready_together_start_on_separate_loop_turns_in_order():
-    pipeline, turns = quiet_pipeline(), LoopTurns()
-    finished: list[tuple[int, int]] = []
-
-    async def process(i: int) -> None:
-        assert await pipeline.process(quiet(i)) == ("ignored", "none")
-        finished.append((i, turns.count))
-
-    await asyncio.gather(*(process(i) for i in range(4)))
+async def test_triggered_interactions_ready_together_start_their_llm_work_on_separate_turns_in_order():
+    turns = LoopTurns()
+    context = FirstStepOfTheLLMWork(turns, make_settings())
+    work = pipeline(context)
+    results = await asyncio.gather(*(work.process(interaction(i, QUESTION)) for i in range(4)),
+                                   return_exceptions=True)
     turns.stop()
-    assert [i for i, _ in finished] == [0, 1, 2, 3]
-    seen = [turn for _, turn in finished]
+    assert all(isinstance(r, Stop) for r in results), results
+    assert [user for user, _ in context.started] == ["u0", "u1", "u2", "u3"]
+    seen = [turn for _, turn in context.started]
     assert len(set(seen)) == 4 and seen == sorted(seen)  # one per turn, not all four in one
 
 
-async def test_a_lone_interaction_starts_at_once():
-    pipeline, turns = quiet_pipeline(), LoopTurns()
+async def test_a_lone_triggered_interaction_starts_its_llm_work_at_once():
+    turns = LoopTurns()
+    context = FirstStepOfTheLLMWork(turns, make_settings())
     before = turns.count
-    assert await pipeline.process(quiet(0)) == ("ignored", "none")
+    with pytest.raises(Stop):
+        await pipeline(context).process(interaction(0, QUESTION))
     turns.stop()
-    assert turns.count == before  # no loop turn passed: nothing else wanted one
+    assert context.started == [("u0", before)]  # no loop turn passed: nothing else wanted one
+
+
+async def test_chat_that_fires_nothing_never_waits_for_a_turn():
+    turns, work = LoopTurns(), pipeline()
+    finished: list[int] = []
+
+    async def process(i: int) -> None:
+        assert await work.process(interaction(i, QUIET)) == ("ignored", "none")
+        finished.append(turns.count)
+
+    await asyncio.gather(*(process(i) for i in range(4)))
+    turns.stop()
+    assert len(finished) == 4 and len(set(finished)) == 1  # all four in the turn they were ready in
