@@ -7,9 +7,9 @@ The work of a reply runs in loop turns (services/loop_turns.py), so that the ACK
 meanwhile wait for one piece of background work at most, never for a burst of them: a triggered
 interaction starts its LLM work (context, request) on its own turn, and posts its reply on its own
 turn (the LLM's answer resumes on one too, in the transport). Chat that fires no trigger takes no
-turn: its whole processing is smaller than waiting for one. Without these turns, 10 replies
-completing together (a lock-step LLM) ran back to back and lifted the ACK p99 while 1,000 wait
-from ~5 ms to 15–23 ms (BENCHMARKS.md, `ack_pending`).
+turn: its whole processing is smaller than waiting for one. Without these turns, the replies of
+10 LLM answers arriving together (a lock-step LLM) ran back to back while ACKs waited; the
+`ack_pending` runs before and after are in BENCHMARKS.md.
 """
 
 from __future__ import annotations
