@@ -68,8 +68,7 @@ class MemoryQueue:
         if len(self._items) >= self._maxsize:
             raise QueueFull
         self._items.append(interaction)
-        if not self._waking:
-            self._wake_one()
+        self._pass_wake_on()
         if self._seen is not None:
             self._seen.add(key, interaction.id)
         return Enqueued(interaction.id, duplicate=False)
@@ -94,14 +93,17 @@ class MemoryQueue:
             except asyncio.CancelledError:
                 if waiter.done() and not waiter.cancelled():  # woken, then cancelled before it ran
                     self._waking -= 1
-                    if items and not self._waking:
-                        self._wake_one()
+                    self._pass_wake_on()
                 raise
             self._waking -= 1
         interaction = items.popleft()
-        if items and not self._waking:
-            self._wake_one()
+        self._pass_wake_on()
         return interaction
+
+    def _pass_wake_on(self) -> None:
+        """Interactions left and no worker on its way to them: wake the next."""
+        if self._items and not self._waking:
+            self._wake_one()
 
     async def finish(self, interaction: Interaction, outcome: str) -> None:
         """Record the final outcome (the durable queue marks its row; memory has nothing to keep)."""

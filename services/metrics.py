@@ -17,7 +17,7 @@ INTERACTION_MAX_AGE_S for ACK → reply, and router posts including retries (ROU
 from __future__ import annotations
 
 import weakref
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from prometheus_client import (
     CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector,
@@ -223,7 +223,7 @@ def record_breaker_transition(provider: str, to: str) -> None:
 
 
 # --- queue depth: read when scraped --------------------------------------------------------------
-_queues: "weakref.WeakValueDictionary[str, Any]" = weakref.WeakValueDictionary()
+_queue: Callable[[], Any] = lambda: None  # a weak reference to the live queue, once tracked
 
 
 class _QueueDepthCollector:
@@ -237,7 +237,7 @@ class _QueueDepthCollector:
         yield GaugeMetricFamily(self.name, self.documentation)
 
     def collect(self) -> Iterator[Metric]:
-        queue = _queues.get("queue")
+        queue = _queue()
         yield GaugeMetricFamily(self.name, self.documentation, value=queue.depth() if queue is not None else 0)
 
 
@@ -246,7 +246,8 @@ REGISTRY.register(_QueueDepthCollector())
 
 def track_queue(queue: Any) -> None:
     """Export this queue's depth (the newest queue wins; held weakly)."""
-    _queues["queue"] = queue
+    global _queue
+    _queue = weakref.ref(queue)
 
 
 def render() -> tuple[bytes, str]:
