@@ -42,9 +42,9 @@ async def _close() -> None:
         await _session["session"].close()
 
 
-def _post(body: bytes) -> Any:
-    """The upstream call: an aiohttp request context manager."""
-    return _session["session"].post(_session["url"], data=body)
+async def _post(body: bytes) -> aiohttp.ClientResponse:
+    """The upstream answer, its head read; `read()` or `release()` gives the connection back."""
+    return await _session["session"].post(_session["url"], data=body)
 
 
 class RawProxy:
@@ -64,22 +64,25 @@ class RawProxy:
             if not message.get("more_body"):
                 break
         if scope["path"] == "/health":
-            await _send_whole(send, 200, "application/json", b'{"status":"healthy"}')
+            await _send_whole(send, 200, b"application/json", b'{"status":"healthy"}')
             return
         if scope["path"] != "/v1/chat/completions" or scope["method"] != "POST":
-            await _send_whole(send, 404, "application/json", b'{"error":"not found"}')
+            await _send_whole(send, 404, b"application/json", b'{"error":"not found"}')
             return
         stream = bool(json.loads(body).get("stream"))
-        async with _post(body) as answer:
-            ctype = answer.headers.get("Content-Type", "application/json").encode()
-            if not stream:
-                await _send_whole(send, answer.status, ctype, await answer.read())
-                return
+        answer = await _post(body)
+        ctype = answer.headers.get("Content-Type", "application/json").encode()
+        if not stream:
+            await _send_whole(send, answer.status, ctype, await answer.read())
+            return
+        try:
             await send({"type": "http.response.start", "status": answer.status,
                         "headers": [(b"content-type", ctype)]})
             async for chunk in answer.content.iter_any():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            answer.release()
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
@@ -93,8 +96,7 @@ class RawProxy:
                 return
 
 
-async def _send_whole(send: Any, status: int, ctype: str | bytes, body: bytes) -> None:
-    ctype = ctype.encode() if isinstance(ctype, str) else ctype
+async def _send_whole(send: Any, status: int, ctype: bytes, body: bytes) -> None:
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", ctype), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body, "more_body": False})
@@ -119,21 +121,17 @@ def quart_proxy(upstream: str) -> Quart:
     async def chat_completions():  # type: ignore[no-untyped-def]
         body = await request.get_data(cache=False)
         stream = bool(json.loads(body).get("stream"))
-        context = _post(body)
-        answer = await context.__aenter__()
+        answer = await _post(body)
         ctype = answer.headers.get("Content-Type", "application/json")
         if not stream:
-            try:
-                return Response(await answer.read(), status=answer.status, content_type=ctype)
-            finally:
-                await context.__aexit__(None, None, None)
+            return Response(await answer.read(), status=answer.status, content_type=ctype)
 
         async def relay():  # type: ignore[no-untyped-def]
             try:
                 async for chunk in answer.content.iter_any():
                     yield chunk
             finally:
-                await context.__aexit__(None, None, None)
+                answer.release()
 
         response = Response(relay(), status=answer.status, content_type=ctype)
         response.timeout = None
