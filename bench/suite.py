@@ -531,12 +531,13 @@ def bench_openai_latency(ctx: Context) -> list[Row]:
     return [Row("openai_latency", title, f"p50 {fmt_ms(s50)} → added {a50:+.2f} ms",
                 f"p50 {fmt_ms(d50)} (fake provider direct)", f"{s50 / d50:.2f}×", "≤ 1.5 ms at p50",
                 "met" if a50 <= 1.5 else "MISSED", notes,
-                {"service": svc_res, "baseline": dir_res, "floor": floor_res[0], "floor_quart_aiohttp": floor_res[1],
-                 "floor_asgi_aiohttp": floor_res[2], "added_p50": added}),
+                {"service": svc_res, "baseline": dir_res, **dict(zip(FLOOR_KEYS, floor_res)), "added_p50": added}),
             *floor_rows("openai_latency", "latency_ms", "p50", svc_res, dir_res, floor_res, LATENCY_FLOORS)]
 
 
-# The rungs of the floor ladder, highest first: (title, what it is, what the rung above adds over it).
+# The rungs of the floor ladder, highest first (Context.openai_floors): their keys in the results,
+# and per benchmark (title, what it is, what the rung above adds over it).
+FLOOR_KEYS = ("floor", "floor_quart_aiohttp", "floor_asgi_aiohttp")
 LATENCY_FLOORS = (
     ("  floor: bare Quart + the same SDK call, 1 conn",
      "bench/baseline_app.py: a bare Quart app under the same Hypercorn/uvloop that parses the body and makes the "
@@ -621,8 +622,7 @@ def bench_openai_ttft(ctx: Context) -> list[Row]:
             "openai_ttft")
     finally:
         ctx.set_fake("openai", token_delay=0.0)
-    everything = {"service": svc_res, "baseline": dir_res, "floor": floor_res[0],
-                  "floor_quart_aiohttp": floor_res[1], "floor_asgi_aiohttp": floor_res[2]}
+    everything = {"service": svc_res, "baseline": dir_res, **dict(zip(FLOOR_KEYS, floor_res))}
     missing = [r for side in everything.values() for r in side if not r.get("ttft_ms")]
     if missing:
         return [Row("openai_ttft", title, "—", "—", "—", "≤ 2 ms at p50", "error",
