@@ -18,9 +18,9 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg
 
 from config.settings import MODULE_NAME, ConfigError
-from services import metrics
-from services.interaction_queue import StoreUnavailable
-from services.logs import get_logger
+from observability import metrics
+from storage.errors import StoreUnavailable
+from observability.logs import get_logger
 from storage.migrate import migrate
 
 log = get_logger(__name__)
@@ -76,7 +76,7 @@ class Database:
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         # asyncpg logs a traceback per failed attempt to refill the pool during an outage; the
-        # outage is logged once, concisely, by the queue's poll (storage/pg_queue.py).
+        # outage is logged once, concisely, by the queue's poll (interactions/queue/postgres.py).
         logging.getLogger("asyncpg.pool").setLevel(logging.ERROR)
         self._task = asyncio.create_task(self._connect_loop(), name="db-connect")
 

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import asyncpg
 
-from services.logs import get_logger
+from observability.logs import get_logger
 from storage.db import DB_ERRORS, Database, describe
 
 log = get_logger(__name__)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import asyncpg
 
-from services.logs import get_logger
+from observability.logs import get_logger
 
 log = get_logger(__name__)
 

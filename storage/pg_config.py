@@ -15,9 +15,9 @@ import asyncpg
 from cachetools import LRUCache, TTLCache
 
 from config.settings import Settings
-from services.community_config import COLUMNS, EffectiveConfig, apply_overrides, global_config, merge_overrides
-from services.interaction_queue import StoreUnavailable
-from services.logs import get_logger
+from config.community import COLUMNS, EffectiveConfig, apply_overrides, global_config, merge_overrides
+from storage.errors import StoreUnavailable
+from observability.logs import get_logger
 from storage.db import DB_ERRORS, Database, describe
 
 log = get_logger(__name__)

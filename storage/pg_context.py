@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncpg
 
-from services import metrics
-from services.context_store import ConversationKey, Exchange
-from services.interaction_queue import StoreUnavailable
-from services.logs import get_logger
+from observability import metrics
+from storage.context import ConversationKey, Exchange
+from storage.errors import StoreUnavailable
+from observability.logs import get_logger
 from storage.db import DB_ERRORS, Database, describe
 
 log = get_logger(__name__)

@@ -10,9 +10,9 @@ from datetime import date
 
 import asyncpg
 
-from services.interaction_queue import StoreUnavailable
-from services.logs import get_logger
-from services.usage import UsageKey, UsageRow, usage_key
+from storage.errors import StoreUnavailable
+from observability.logs import get_logger
+from storage.usage import UsageKey, UsageRow, usage_key
 from storage.db import DB_ERRORS, Database, describe
 
 log = get_logger(__name__)

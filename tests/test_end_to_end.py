@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services import metrics
+from observability import metrics
 from tests.support import interaction_body, make_settings, running_app
 from tests.waiting import wait_until
 

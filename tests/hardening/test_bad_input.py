@@ -17,7 +17,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
 
-from tests.api.admin_support import ADMIN_KEY, AUTH as ADMIN
+from tests.web.admin_support import ADMIN_KEY, AUTH as ADMIN
 from tests.fakes.fake_ollama import FakeOllama
 from tests.fakes.fake_router import FakeRouter
 from tests.hardening.support import Ledger, assert_openai_error, assert_service_error

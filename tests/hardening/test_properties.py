@@ -5,7 +5,7 @@ the platform and never mass-pings, cuts keep whole words) with:
 - triggers: decoration, case and position tolerance; commands, the bot itself, URLs never answered;
 - reply cleaning: any text a provider can produce (lone surrogates included) gives a line that can
   be encoded and posted, one line on one-line platforms, mass mentions neutralised wherever they sit;
-- SSE encoding (services/completion_stream.py): every frame is `data: <json>\\n\\n`, the JSON
+- SSE encoding (completions/stream.py): every frame is `data: <json>\\n\\n`, the JSON
   round-trips whatever the text, a whole stream keeps its framing and content;
 - request validation: any bytes either fail as a ValidationError naming fields, or give a request
   that can be posted to the router and stored in PostgreSQL as it is.
@@ -21,14 +21,14 @@ from typing import Any
 from hypothesis import given, settings as hyp_settings, strategies as st
 from pydantic import ValidationError
 
-from api.admin_models import ConfigUpdate
-from api.errors import from_validation_error
-from api.models import InteractionRequest
+from web.admin_models import ConfigUpdate
+from web.errors import from_validation_error
+from interactions.model import InteractionRequest
 from config.settings import DEFAULT_SYSTEM_PROMPT
-from providers.base import StreamChunk
-from services.completion_stream import DONE, StreamFrame, StreamOutcome, sse, sse_events
-from services.reply_cleaning import MULTILINE_PLATFORMS, clean_reply, platform_limit
-from services.triggers import TriggerConfig, matcher_for
+from llm.types import StreamChunk
+from completions.service import DONE, StreamFrame, StreamOutcome, sse, sse_events
+from interactions.cleaning import MULTILINE_PLATFORMS, clean_reply, platform_limit
+from interactions.triggers import TriggerConfig, matcher_for
 
 DEFAULT = TriggerConfig()
 MATCHER = matcher_for(DEFAULT)

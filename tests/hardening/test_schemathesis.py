@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
     content_type_conformance, response_schema_conformance, status_code_conformance,
 )
 
-from tests.api.admin_support import FERNET_KEY
+from tests.web.admin_support import FERNET_KEY
 from tests.fakes.fake_ollama import FakeOllama
 from tests.fakes.fake_router import FakeRouter
 from tests.hardening.support import LEAK_MARKERS, env_float

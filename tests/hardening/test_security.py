@@ -6,7 +6,7 @@ ping everyone, and floods are contained.
 - Secrets: a real PostgreSQL-mode process with every secret set (and a per-community provider
   key) is driven through every endpoint, success and failure: no secret in any log line, error,
   /status, /ready, /metrics or /openapi.json; user ids only as hashes; the community key is
-  ciphertext in the database and nowhere else in clear. (tests/test_logging.py has the memory
+  ciphertext in the database and nowhere else in clear. (tests/observability/test_logging.py has the memory
   mode counterpart with provider and router failures.)
 - Prompt hygiene: chat text only ever in user messages; injection attempts leave the configured
   persona's system message byte-identical (as the fake LLM received it).
@@ -33,11 +33,11 @@ from cryptography.fernet import Fernet
 from hypothesis import given, settings as hyp_settings, strategies as st
 from pydantic import SecretStr
 
-from api import auth
-from api.auth import KeyRing
+from web import auth
+from web.auth import KeyRing
 from tests.hardening.support import Ledger
 from tests.support import interaction_body, make_settings, running_app
-from tests.test_logging import Service, user_hash
+from tests.observability.test_logging import Service, user_hash
 from tests.waiting import wait_until
 
 LIVE_MASS = re.compile(r"@(everyone|here)|<!(everyone|channel|here)[|>]|<@&\d*>", re.IGNORECASE)
@@ -46,7 +46,7 @@ LIVE_MASS = re.compile(r"@(everyone|here)|<!(everyone|channel|here)[|>]|<@&\d*>"
 # --- keys -------------------------------------------------------------------------------------
 @pytest.fixture
 def comparisons(monkeypatch) -> list[tuple[bytes, bytes]]:
-    """Every hmac.compare_digest call made by api/auth.py, recorded."""
+    """Every hmac.compare_digest call made by web/auth.py, recorded."""
     calls: list[tuple[bytes, bytes]] = []
 
     def spy(a: bytes, b: bytes) -> bool:

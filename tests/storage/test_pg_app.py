@@ -7,10 +7,12 @@ import threading
 import httpx
 import pytest
 
-from api import admin
+from web import admin
 from storage import db as db_module
-from storage import claimer, enqueue_batches, outcome_batches, pg_config, pg_queue
-from tests.api.admin_support import ADMIN_KEY, AUTH, FERNET_KEY, recorded_logs
+from interactions.queue import claimer, enqueue_batches, outcome_batches
+from interactions.queue import postgres as pg_queue
+from storage import pg_config
+from tests.web.admin_support import ADMIN_KEY, AUTH, FERNET_KEY, recorded_logs
 from tests.storage.conftest import pg_settings, wait_ready
 from tests.storage.tcp_proxy import TcpProxy
 from tests.support import interaction_body, running_app

@@ -7,12 +7,13 @@ import contextlib
 
 import pytest
 
-from api.models import InteractionRequest
-from services import metrics
-from services.interaction import Interaction
-from services.interaction_queue import QueueFull, StoreUnavailable
+from interactions.model import InteractionRequest
+from observability import metrics
+from interactions.model import Interaction
+from interactions.queue.base import QueueFull
+from storage.errors import StoreUnavailable
 from storage.db import Database
-from storage.pg_queue import PgQueue
+from interactions.queue.postgres import PgQueue
 from tests.support import interaction_body
 from tests.waiting import async_wait_until
 
@@ -326,7 +327,7 @@ async def test_an_insert_wakes_a_local_idle_worker_without_notify_and_others_by_
 
 
 async def test_notifications_are_coalesced_while_no_local_worker_waits(pg, queues, db):
-    from storage import claimer
+    from interactions.queue import claimer
 
     queue = queues()
     queue.stop_claiming()

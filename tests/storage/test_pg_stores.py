@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from services.usage import totals
+from storage.usage import totals
 from storage.db import Database
-from storage.maintenance import Maintenance
+from interactions.queue.maintenance import Maintenance
 from storage.pg_config import PgConfigSource
 from storage.pg_context import PgContextStore
 from storage.pg_usage import PgUsage

@@ -1,0 +1,149 @@
+"""Ollama through the official `ollama` client: one long-lived AsyncClient per provider.
+
+Sampling parameters go in `options` (temperature, num_predict, top_p, stop), never top-level.
+The client has no per-call headers, so X-Request-ID rides on a ContextVar read by an httpx hook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from contextvars import ContextVar
+from typing import Any, AsyncIterator
+
+import httpx
+import ollama
+
+from llm.types import ChatRequest, ChatResult, ModelNotFound, ProviderError, StreamChunk, status_error
+
+_upstream_headers: ContextVar[dict[str, str]] = ContextVar("ollama_upstream_headers", default={})
+
+
+async def _add_headers(request: httpx.Request) -> None:
+    for key, value in _upstream_headers.get().items():
+        request.headers[key] = value
+
+
+def _options(request: ChatRequest) -> dict[str, Any] | None:
+    options = {"temperature": request.temperature, "num_predict": request.max_tokens,
+               "top_p": request.top_p, "stop": request.stop}
+    return {k: v for k, v in options.items() if v is not None} or None
+
+
+def _map_error(exc: Exception, model: str) -> ProviderError:
+    if isinstance(exc, ollama.ResponseError):
+        message = str(exc.error)
+        if exc.status_code == -1:  # an {"error": ...} line inside a 200 stream
+            return ProviderError(f"ollama error: {message}", provider="ollama", kind="error")
+        if "not found" in message.lower() and "model" in message.lower():
+            return ModelNotFound(message, provider="ollama", model=model)
+        return status_error("ollama", exc.status_code, f"ollama answered {exc.status_code}: {message}", model)
+    if isinstance(exc, (TimeoutError, httpx.TimeoutException)):
+        return ProviderError("ollama timed out", provider="ollama", kind="timeout")
+    if isinstance(exc, (ConnectionError, httpx.ConnectError)):
+        return ProviderError(f"cannot connect to ollama: {exc}", provider="ollama", kind="connect")
+    if isinstance(exc, httpx.HTTPError):
+        return ProviderError(f"ollama transport error: {exc!r}", provider="ollama", kind="error")
+    if isinstance(exc, (ValueError, TypeError, AttributeError, KeyError)):  # bad JSON / wrong shape
+        return ProviderError(f"unparseable answer from ollama: {exc!r}"[:500], provider="ollama",
+                             kind="garbage")
+    return ProviderError(f"ollama call failed: {exc!r}", provider="ollama")
+
+
+class OllamaProvider:
+    name = "ollama"
+
+    def __init__(self, url: str, model: str = "llama3.2", timeout: float = 30.0, *,
+                 verify: bool | str | ssl.SSLContext = True, connect_timeout: float = 5.0,
+                 health_timeout: float = 3.0) -> None:
+        self.url = url.rstrip("/")
+        self.default_model = model
+        self.timeout = timeout
+        self.health_timeout = health_timeout
+        if isinstance(verify, str):  # a CA bundle path (httpx deprecates verify=<str>)
+            verify = ssl.create_default_context(cafile=verify)
+        self._client = ollama.AsyncClient(
+            host=self.url, verify=verify,
+            event_hooks={"request": [_add_headers]},
+            timeout=httpx.Timeout(timeout, connect=min(connect_timeout, timeout)),
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "OllamaProvider":
+        verify: bool | str = bool(settings.ollama_verify_ssl)
+        if verify and settings.ollama_cert_path:
+            verify = settings.ollama_cert_path
+        return cls(settings.ollama_url, settings.ollama_model, settings.request_timeout, verify=verify)
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
+        model = request.model or self.default_model
+        token = _upstream_headers.set(request.upstream_headers())
+        try:
+            async with asyncio.timeout(self.timeout):
+                response = await self._client.chat(model=model, messages=request.messages,
+                                                   options=_options(request), stream=False)
+            return ChatResult(
+                text=response.message.content or "", model=response.model or model, provider=self.name,
+                prompt_tokens=response.prompt_eval_count or 0, completion_tokens=response.eval_count or 0,
+                finish_reason="length" if response.done_reason == "length" else "stop",
+            )
+        except Exception as exc:
+            raise _map_error(exc, model) from exc
+        finally:
+            _upstream_headers.reset(token)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+        """Yield chunks as Ollama sends them; close with `aclose()` when stopping early."""
+        model = request.model or self.default_model
+        parts: Any = None
+        token = _upstream_headers.set(request.upstream_headers())
+        try:  # connect and wait for the first line under the overall timeout
+            async with asyncio.timeout(self.timeout):
+                parts = await self._client.chat(model=model, messages=request.messages,
+                                                options=_options(request), stream=True)
+                part = await anext(parts, None)
+        except BaseException as exc:
+            if parts is not None:
+                await parts.aclose()
+            if isinstance(exc, Exception):
+                raise _map_error(exc, model) from exc
+            raise
+        finally:
+            _upstream_headers.reset(token)
+        try:
+            while part is not None:
+                text = part.message.content or ""
+                if part.done:
+                    yield StreamChunk(
+                        text=text, model=part.model or model,
+                        finish_reason="length" if part.done_reason == "length" else "stop",
+                        prompt_tokens=part.prompt_eval_count or 0, completion_tokens=part.eval_count or 0)
+                    return
+                if text:
+                    yield StreamChunk(text=text, model=part.model or model)
+                try:
+                    part = await anext(parts, None)
+                except Exception as exc:
+                    raise _map_error(exc, model) from exc
+            raise ProviderError("ollama stream ended before done", provider=self.name, kind="garbage")
+        finally:
+            await parts.aclose()
+
+    async def list_models(self) -> list[str]:
+        try:
+            async with asyncio.timeout(self.timeout):
+                listing = await self._client.list()
+            return [m.model for m in listing.models if m.model]
+        except Exception as exc:
+            raise _map_error(exc, self.default_model) from exc
+
+    async def health(self) -> bool:
+        try:
+            async with asyncio.timeout(self.health_timeout):
+                await self._client.list()
+            return True
+        except Exception:
+            return False
+
+    async def aclose(self) -> None:
+        await self._client.close()

@@ -1,0 +1,187 @@
+"""The provider calls of both paths: breaker per provider, a cap on concurrent calls, failover.
+
+Both paths hand over attempt lists, [(provider, request), ...] — `attempts()` builds the usual
+one: the preferred (else primary) provider, then the fallback provider. `complete()` answers with
+the first attempt that succeeds, trying later ones only when usable (breaker not open, last health
+probe not failed), and raises the first attempt's `ProviderError` when nobody answered; deciding on
+canned replies is the caller's business. `stream_first()` fails over only BEFORE the first chunk. Every streamed call is counted exactly once in
+`ai_provider_requests_total` (success, an error kind, or `cancelled` when the consumer stopped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+from llm.types import ChatRequest, ChatResult, Provider, ProviderError, ProviderUnavailable, StreamChunk
+from observability import metrics
+from llm.breaker import CircuitBreaker
+from llm.health import ProviderHealth
+
+Attempt = tuple[str, ChatRequest]  # (provider name, request for that provider)
+
+
+@dataclass(slots=True)
+class StreamStats:
+    """Bookkeeping of one streamed completion, filled in by `stream()` / `stream_first()`."""
+
+    provider: str | None = None  # the provider that produced the first chunk
+    provider_wait_s: float = 0.0  # time spent waiting on providers before their first chunk
+
+
+class LLMService:
+    def __init__(self, providers: dict[str, Provider], breakers: dict[str, CircuitBreaker],
+                 health: ProviderHealth, primary: str, fallback: str | None,
+                 max_concurrent: int) -> None:
+        self.providers = providers
+        self.breakers = breakers
+        self.health = health
+        self.primary = primary
+        self.fallback = fallback
+        self.max_concurrent = max_concurrent
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self.active_streams = 0  # provider streams open right now
+
+    def usable(self, name: str) -> bool:
+        return self.breakers[name].available and self.health.status(name) is not False
+
+    def order(self, preferred: str | None = None) -> list[str]:
+        first = preferred or self.primary
+        names = [first]
+        for other in (self.primary, self.fallback):
+            if other and other not in names and other in self.providers:
+                names.append(other)
+        return names
+
+    def attempts(self, request: ChatRequest, preferred: str | None = None) -> list[Attempt]:
+        """The same request to each provider in failover order (`preferred` first, if configured)."""
+        return [(name, request) for name in self.order(preferred)]
+
+    async def complete(self, attempts: list[Attempt], spent: list[float] | None = None) -> ChatResult:
+        """The first attempt that answers (later ones only when usable). Raises the FIRST attempt's
+        error when none answered. `spent` collects the seconds spent inside each provider call."""
+        error: ProviderError | None = None
+        for index, (name, request) in enumerate(attempts):
+            if index > 0 and not self.usable(name):
+                continue
+            try:
+                return await self._call(name, request, spent)
+            except ProviderError as exc:
+                error = error or exc
+        assert error is not None
+        raise error
+
+    async def _call(self, name: str, request: ChatRequest, spent: list[float] | None = None) -> ChatResult:
+        provider = self.providers[name]
+        breaker = self.breakers[name]
+        if not breaker.available:  # fail fast: don't queue for a slot only to be refused
+            raise ProviderUnavailable(f"{name} circuit breaker is open", provider=name)
+        model = request.model or provider.default_model
+        async with self._slots:
+            metrics.inflight_provider_calls.inc()
+            started = time.perf_counter()
+            try:
+                async with breaker.guard():
+                    try:
+                        result = await provider.chat(request)
+                    finally:
+                        if spent is not None:
+                            spent.append(time.perf_counter() - started)
+            except ProviderError as exc:
+                metrics.provider_requests_total.labels(name, metrics.model_label(model), exc.kind).inc()
+                raise
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a provider bug must not escape as success or crash a worker
+                metrics.provider_requests_total.labels(name, metrics.model_label(model), "error").inc()
+                raise ProviderError(f"{name} failed: {type(exc).__name__}", provider=name) from exc
+            finally:
+                metrics.inflight_provider_calls.dec()
+        label = metrics.model_label(result.model, reported=True)
+        metrics.provider_latency.labels(name, label).observe(time.perf_counter() - started)
+        metrics.provider_requests_total.labels(name, label, "success").inc()
+        metrics.tokens_total.labels(name, label, "prompt").inc(result.prompt_tokens)
+        metrics.tokens_total.labels(name, label, "completion").inc(result.completion_tokens)
+        return result
+
+    async def stream_first(self, attempts: list[Attempt],
+                           stats: StreamStats | None = None) -> AsyncIterator[StreamChunk]:
+        """Stream from the first attempt that produces a chunk; fail over only BEFORE it.
+
+        Later attempts are tried only when usable. With no chunk from anyone, raises the FIRST
+        attempt's error. After the first chunk, a failure propagates (no mid-stream failover).
+        """
+        stats = stats if stats is not None else StreamStats()
+        error: ProviderError | None = None
+        for index, (name, request) in enumerate(attempts):
+            if index > 0 and not self.usable(name):
+                continue
+            async with aclosing(self.stream(request, preferred=name, stats=stats)) as chunks:
+                try:
+                    first = await anext(chunks)
+                except StopAsyncIteration:
+                    error = error or ProviderError(f"{name} stream ended without output", provider=name,
+                                                   kind="garbage")
+                    continue
+                except ProviderError as exc:
+                    error = error or exc
+                    continue
+                stats.provider = name
+                yield first
+                async for chunk in chunks:
+                    yield chunk
+                return
+        assert error is not None
+        raise error
+
+    async def stream(self, request: ChatRequest, preferred: str | None = None,
+                     stats: StreamStats | None = None) -> AsyncIterator[StreamChunk]:
+        """Stream from one provider under its breaker and a concurrency slot (no mid-stream failover).
+
+        Close it (`aclose()`) when stopping early: that closes the provider's stream and frees the slot.
+        """
+        name = preferred or self.primary
+        provider = self.providers[name]
+        breaker = self.breakers[name]
+        if not breaker.available:
+            raise ProviderUnavailable(f"{name} circuit breaker is open", provider=name)
+        label = metrics.model_label(request.model or provider.default_model)
+        async with self._slots:
+            metrics.inflight_provider_calls.inc()
+            self.active_streams += 1
+            started = time.perf_counter()
+            first = True
+            result = "cancelled"  # unless it ends otherwise: the consumer stopped early
+            try:
+                async with breaker.guard(), aclosing(provider.stream(request)) as parts:
+                    async for chunk in parts:
+                        if first:
+                            first = False
+                            if stats is not None:
+                                stats.provider_wait_s += time.perf_counter() - started
+                            if chunk.text:
+                                metrics.provider_ttft.labels(name).observe(time.perf_counter() - started)
+                        if chunk.finish_reason:
+                            if chunk.model:
+                                label = metrics.model_label(chunk.model, reported=True)
+                            metrics.tokens_total.labels(name, label, "prompt").inc(chunk.prompt_tokens)
+                            metrics.tokens_total.labels(name, label, "completion").inc(chunk.completion_tokens)
+                        yield chunk
+                result = "success"
+            except ProviderError as exc:
+                result = exc.kind
+                raise
+            except Exception as exc:  # a provider bug must not escape as success or crash the caller
+                result = "error"
+                raise ProviderError(f"{name} failed: {type(exc).__name__}", provider=name) from exc
+            finally:
+                if first and stats is not None:
+                    stats.provider_wait_s += time.perf_counter() - started
+                self.active_streams -= 1
+                metrics.inflight_provider_calls.dec()
+                metrics.provider_requests_total.labels(name, label, result).inc()
+                if result == "success":
+                    metrics.provider_latency.labels(name, label).observe(time.perf_counter() - started)

@@ -1,0 +1,158 @@
+"""The one composition root: everything the service runs with, built from `Settings`.
+
+`Runtime(settings)` builds every object (no I/O): one long-lived client per upstream (the LLM
+providers, the router), the breakers, the stores (in memory, or PostgreSQL with DATABASE_URL),
+the rate limiters, the reply pipeline and its workers. `start()` starts the background work
+(database pool, workers, health probes); `drain()` stops taking work and lets what is accepted
+finish (SHUTDOWN_GRACE_S); `stop()` drains, then closes everything. The app runs `start()` in its
+lifespan start-up and `stop()` in its lifespan shutdown (web/app.py).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+from completions.catalog import ModelCatalog
+from completions.limits import KeyRateLimiter
+from config.settings import Settings
+from interactions.queue.base import InteractionQueue
+from interactions.queue.memory import MemoryQueue
+from interactions.rate_limits import ReplyRateLimiter
+from interactions.reply import ReplyPipeline
+from interactions.workers import WorkerPool
+from llm.breaker import CircuitBreaker
+from llm.factory import build_provider
+from llm.health import ProviderHealth
+from llm.service import LLMService
+from llm.types import Provider
+from observability import metrics
+from observability.logs import get_logger
+from router.client import RouterClient
+from storage.cipher import ConfigCipher
+from storage.community_config import ConfigSource, MemoryConfigSource
+from storage.context import ContextStore, MemoryContextStore
+from storage.db import Database
+from storage.usage import MemoryUsage, UsageStore
+
+if TYPE_CHECKING:  # asyncpg is imported only with DATABASE_URL
+    from interactions.queue.maintenance import Maintenance
+    from interactions.queue.postgres import PgQueue
+
+log = get_logger(__name__)
+
+
+def _on_transition(name: str, old: str, new: str) -> None:
+    log.warning("circuit breaker transition", action="breaker_transition", provider=name, result=new,
+                previous=old)
+
+
+class Runtime:
+    queue: InteractionQueue
+    context: ContextStore
+    config_source: ConfigSource
+    usage: UsageStore
+
+    def __init__(self, settings: Settings) -> None:
+        s = self.settings = settings
+        self.started_at = time.time()
+        self.draining = False
+        self.instance_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.cipher = ConfigCipher.from_settings(s)  # a bad CONFIG_ENCRYPTION_KEY stops start-up
+        names = [s.ai_provider] + ([s.fallback_provider] if s.fallback_provider else [])
+        self.providers: dict[str, Provider] = {name: build_provider(name, s) for name in names}
+        self.breakers = {name: CircuitBreaker(name, s.breaker_failure_threshold, s.breaker_reset_s,
+                                              on_transition=_on_transition) for name in names}
+        self.health = ProviderHealth(self.providers, s.health_check_interval_s)
+        self.llm = LLMService(self.providers, self.breakers, self.health, s.ai_provider, s.fallback_provider,
+                              s.max_concurrent_requests)
+        self.router = RouterClient.from_settings(s)
+        self.completion_limiter = KeyRateLimiter(s.completions_rate_per_min)
+        self.catalog = ModelCatalog(fetch_timeout_s=min(5.0, s.request_timeout))
+        self.db: Database | None = None
+        self.pg_queue: PgQueue | None = None
+        self.maintenance: Maintenance | None = None
+        if s.database_url is None:
+            self.queue = MemoryQueue(s.max_queue, s.dedupe_window_s)
+            self.context = MemoryContextStore(s.context_history_limit, s.context_ttl_s, s.context_max_conversations)
+            self.config_source = MemoryConfigSource(s)
+            self.usage = MemoryUsage()
+        else:
+            self._build_durable()
+        metrics.track_queue(self.queue)  # ai_interaction_queue_depth reads queue.depth() when scraped
+        limiter = ReplyRateLimiter(s.user_cooldown_s, s.channel_max_replies_per_min)
+        pipeline = ReplyPipeline(s, self.config_source, self.context, limiter, self.llm, self.router, self.usage)
+        self.workers = WorkerPool(self.queue, pipeline, s.worker_count)
+        self._stopped = False
+
+    def _build_durable(self) -> None:
+        """The PostgreSQL stores (DATABASE_URL); asyncpg is imported only then."""
+        from interactions.queue.maintenance import Maintenance
+        from interactions.queue.postgres import PgQueue
+        from storage.pg_config import PgConfigSource
+        from storage.pg_context import PgContextStore
+        from storage.pg_usage import PgUsage
+
+        s = self.settings
+        assert s.database_url is not None
+        db = self.db = Database(s.database_url.get_secret_value(), min_size=s.db_pool_min, max_size=s.db_pool_max,
+                                timeout=s.db_timeout_s)
+        self.queue = self.pg_queue = PgQueue(db, owner=self.instance_id, max_queue=s.max_queue,
+                                             dedupe_window_s=s.dedupe_window_s, lease_s=s.queue_lease_s,
+                                             poll_s=s.queue_poll_s)
+        self.context = PgContextStore(db, s.context_history_limit, s.context_ttl_s)
+        self.config_source = PgConfigSource(db, s, s.config_cache_ttl_s)
+        usage = self.usage = PgUsage(db)
+        self.maintenance = Maintenance(db, usage, s.queue_retention_s, s.context_ttl_s)
+
+    async def start(self) -> None:
+        """Returns at once; the database pool connects (and migrates) in the background."""
+        s = self.settings
+        if self.db is not None and self.pg_queue is not None and self.maintenance is not None:
+            await self.db.start()
+            self.pg_queue.start()
+            self.maintenance.start()
+        self.workers.start()
+        self.health.start()
+        log.info("service started", action="startup", config=s.summary(), instance=self.instance_id,
+                 store="postgresql" if self.db else "memory")
+        if not s.router_service_key:
+            log.warning("ROUTER_SERVICE_KEY is not set: the interaction endpoint is open", action="startup")
+
+    async def drain(self) -> bool:
+        """Stop accepting and let queued and in-flight interactions finish (SHUTDOWN_GRACE_S)."""
+        if self.draining:
+            return True
+        self.draining = True
+        log.info("draining", action="shutdown_drain", pending=self.queue.depth() + self.workers.inflight)
+        drained = await self.workers.drain(self.settings.shutdown_grace_s)
+        log.info("drain finished", action="shutdown_drain", result="complete" if drained else "timeout",
+                 pending=self.queue.depth() + self.workers.inflight)
+        return drained
+
+    async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        await self.drain()
+        await self.workers.stop()
+        await self.health.stop()
+        await self.catalog.aclose()
+        for provider in self.providers.values():
+            await provider.aclose()
+        await self.router.aclose()
+        await self.queue.aclose()
+        if self.maintenance is not None and self.db is not None:
+            await self.maintenance.stop()  # flushes pending usage
+            await self.db.close()
+        log.info("service stopped", action="shutdown")
+
+    async def ready(self) -> tuple[bool, str | None]:
+        if self.draining:
+            return False, "draining"
+        if not await self.queue.reachable():
+            return False, "store unreachable"
+        return True, None

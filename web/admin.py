@@ -1,0 +1,141 @@
+"""The admin API (§7, §9), guarded by ADMIN_API_KEYS (Authorization: Bearer or X-API-Key):
+
+- `GET/PUT /api/v1/ai/config[?community_id=N]`: the effective configuration and the community's own
+  overrides; PUT changes them (global ones without community_id). Provider API keys are encrypted
+  with CONFIG_ENCRYPTION_KEY and only ever shown as `api_key_set`.
+- `DELETE /api/v1/ai/context/{platform}/{user_id}`: forget a user (context and queued interactions).
+- `GET /api/v1/ai/usage?community_id=&since=`: token usage rows and totals.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from quart import Blueprint, Response, current_app, jsonify, request
+from quart_schema import document_querystring, document_request, document_response
+
+from web.admin_models import (
+    CommunityQuery, ConfigResponse, ConfigUpdate, ErasePath, EraseResponse, UsageQuery, UsageResponse,
+)
+from web.auth import presented_key
+from web.errors import ApiError, from_validation_error
+from web.models import ErrorResponse
+from observability import metrics
+from config.community import shown
+from observability.logs import get_logger, hash_user
+from storage.usage import totals
+
+log = get_logger(__name__)
+blueprint = Blueprint("admin", __name__, url_prefix="/api/v1/ai")
+
+
+def _errors(*statuses: int):  # type: ignore[no-untyped-def]
+    """Document the service's error shape for each status (401 and 503 apply to every route here)."""
+    def decorate(func):  # type: ignore[no-untyped-def]
+        for status in (400, 401, *statuses, 503):
+            func = document_response(ErrorResponse, status)(func)
+        return func
+    return decorate
+
+
+@blueprint.before_request
+async def _require_admin_key() -> None:
+    keys = current_app.extensions["admin_keys"]
+    if not keys:
+        raise ApiError(401, "unauthorized", "The admin API is disabled: set ADMIN_API_KEYS to enable it")
+    if not keys.matches(presented_key(request, "X-API-Key")):
+        raise ApiError(401, "unauthorized", "Missing or invalid admin key (Authorization: Bearer or X-API-Key)")
+
+
+def _parse(model: type[BaseModel], data: Any) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise from_validation_error(exc) from None
+
+
+def _runtime() -> Any:
+    return current_app.extensions["runtime"]
+
+
+async def _config_answer(community_id: int | None) -> dict[str, Any]:
+    source = _runtime().config_source
+    overrides, updated_at = await source.overrides(community_id)
+    effective = await source.effective(community_id)
+    return {"success": True, "data": {
+        "community_id": community_id, "effective": effective.public(), "overrides": shown(overrides),
+        "updated_at": updated_at.isoformat() if updated_at else None, "persisted": source.persisted}}
+
+
+@blueprint.get("/config")
+@document_querystring(CommunityQuery)
+@document_response(ConfigResponse, 200)
+@_errors()
+async def get_config() -> Response:
+    query = _parse(CommunityQuery, request.args.to_dict())
+    return jsonify(await _config_answer(query.community_id))
+
+
+@blueprint.put("/config")
+@document_querystring(CommunityQuery)
+@document_request(ConfigUpdate)
+@document_response(ConfigResponse, 200)
+@_errors(409, 413)
+async def put_config() -> Response:
+    runtime = _runtime()
+    query = _parse(CommunityQuery, request.args.to_dict())
+    body = await request.get_data(cache=False)
+    try:
+        update = ConfigUpdate.model_validate_json(body or b"{}")
+    except ValidationError as exc:
+        raise from_validation_error(exc) from None
+    changes = update.changes()
+    if changes.get("provider") and changes["provider"] not in runtime.providers:
+        configured = ", ".join(sorted(runtime.providers))
+        raise ApiError(400, "validation_error", "Invalid field(s): provider", [{
+            "field": "provider", "type": "value_error",
+            "message": f"not configured on this service (AI_PROVIDER/FALLBACK_PROVIDER): use {configured}"}])
+    if "api_key" in changes:
+        secret = changes.pop("api_key")
+        if secret is not None and runtime.cipher is None:
+            raise ApiError(409, "encryption_key_missing",
+                           "Cannot store an API key: set CONFIG_ENCRYPTION_KEY (a Fernet key) first",
+                           [{"field": "api_key", "message": "CONFIG_ENCRYPTION_KEY is not set",
+                             "type": "encryption_key_missing"}])
+        changes["api_key_encrypted"] = None if secret is None else runtime.cipher.encrypt(secret.get_secret_value())
+    await runtime.config_source.update(query.community_id, changes)
+    log.info("configuration updated", action="config_update", community=query.community_id,
+             fields=sorted(k for k in changes), persisted=runtime.config_source.persisted)
+    return jsonify(await _config_answer(query.community_id))
+
+
+@blueprint.delete("/context/<platform>/<user_id>")
+@document_response(EraseResponse, 200)
+@_errors()
+async def erase_user(platform: str, user_id: str) -> Response:
+    runtime = _runtime()
+    path = _parse(ErasePath, {"platform": platform, "user_id": user_id})
+    platform = path.platform.lower()
+    queued = await runtime.queue.erase_user(platform, path.user_id)
+    context = await runtime.context.erase_user(platform, path.user_id)
+    if queued:
+        metrics.interactions_total.labels(outcome="failed", trigger="none").inc(queued)
+    log.info("user erased", action="erase_user", platform=platform, user=hash_user(path.user_id),
+             context_rows=context, queued_rows=queued, result="erased")
+    return jsonify({"success": True, "data": {
+        "platform": platform, "context_rows": context, "queued_rows": queued,
+        "persisted": bool(runtime.queue.durable)}})
+
+
+@blueprint.get("/usage")
+@document_querystring(UsageQuery)
+@document_response(UsageResponse, 200)
+@_errors()
+async def usage() -> Response:
+    runtime = _runtime()
+    query = _parse(UsageQuery, request.args.to_dict())
+    rows = await runtime.usage.report(query.community_id, query.since)
+    return jsonify({"success": True, "data": {
+        "community_id": query.community_id, "since": query.since.isoformat() if query.since else None,
+        "rows": [r.as_dict() for r in rows], "totals": totals(rows), "persisted": runtime.usage.persisted}})
