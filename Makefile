@@ -33,6 +33,11 @@ SOAK_SECONDS ?= 600
 soak: $(STAMP)
 	SOAK_SECONDS=$(SOAK_SECONDS) $(PY) -m pytest -q -s -p no:cacheprovider -o timeout=0 tests/hardening/test_soak.py
 
+# Code checks CI runs before the tests: no private names of third-party packages (.ci/private_names.py).
+.PHONY: lint
+lint:
+	$(PYTHON) .ci/private_names.py .
+
 # Known vulnerabilities in the pinned requirements (pip-audit; PyPI's vulnerability service, then OSV).
 audit: $(STAMP)
 	$(PY) .ci/audit.py requirements.txt
