@@ -10,6 +10,7 @@ lifespan start-up and `stop()` in its lifespan shutdown (web/app.py).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import time
@@ -60,6 +61,7 @@ class Runtime:
         s = self.settings = settings
         self.started_at = time.time()
         self.draining = False
+        self.drain_cut_short = asyncio.Event()  # set: stop waiting for unfinished work (a second signal)
         self.instance_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.cipher = ConfigCipher.from_settings(s)  # a bad CONFIG_ENCRYPTION_KEY stops start-up
         names = [s.ai_provider] + ([s.fallback_provider] if s.fallback_provider else [])
@@ -128,7 +130,7 @@ class Runtime:
             return True
         self.draining = True
         log.info("draining", action="shutdown_drain", pending=self.queue.depth() + self.workers.inflight)
-        drained = await self.workers.drain(self.settings.shutdown_grace_s)
+        drained = await self.workers.drain(self.settings.shutdown_grace_s, self.drain_cut_short)
         log.info("drain finished", action="shutdown_drain", result="complete" if drained else "timeout",
                  pending=self.queue.depth() + self.workers.inflight)
         return drained

@@ -94,8 +94,9 @@ class WorkerPool:
         await self.queue.finish(interaction, outcome)
         record_outcome(interaction, outcome, trigger, started)
 
-    async def drain(self, grace_s: float) -> bool:
-        """Wait until the queue is empty and nothing is in flight, up to `grace_s`. True if drained.
+    async def drain(self, grace_s: float, cut_short: asyncio.Event | None = None) -> bool:
+        """Wait until the queue is empty and nothing is in flight, up to `grace_s` or until
+        `cut_short` is set. True if drained.
 
         A durable queue is shared with other instances: this one stops claiming and only finishes
         what it holds; what is still queued stays for the others."""
@@ -103,7 +104,7 @@ class WorkerPool:
         durable = self.queue.durable
         self.queue.stop_claiming()
         while (not durable and self.queue.depth()) or self._inflight:
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or (cut_short is not None and cut_short.is_set()):
                 return False
             await asyncio.sleep(0.02)
         return True

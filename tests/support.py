@@ -9,6 +9,8 @@ from urllib.parse import urlparse
 import httpx
 
 from app import create_app
+from pydantic_settings import SettingsConfigDict
+
 from config.settings import Settings
 from tests.server_thread import ServerThread
 
@@ -24,6 +26,12 @@ TEST_DEFAULTS: dict[str, Any] = {
 }
 
 
+class IsolatedSettings(Settings):
+    """Settings from arguments and the environment only: a developer's .env never leaks into a test."""
+
+    model_config = SettingsConfigDict(env_file=None)
+
+
 def make_settings(ollama: Any = None, router: Any = None, openai: Any = None, **overrides: Any) -> Settings:
     values = dict(TEST_DEFAULTS)
     if ollama is not None:
@@ -34,7 +42,7 @@ def make_settings(ollama: Any = None, router: Any = None, openai: Any = None, **
     if router is not None:
         values["router_api_url"] = router.base_url
     values.update(overrides)
-    return Settings(_env_file=None, **values)
+    return IsolatedSettings(**values)
 
 
 @contextlib.contextmanager

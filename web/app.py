@@ -12,11 +12,14 @@ connection meanwhile is answered 503.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import re
+import signal
 import time
-from typing import TextIO
+from contextlib import contextmanager
+from typing import Iterator, TextIO
 
 from quart import Quart, Response, g, request
 from quart_schema import QuartSchema
@@ -29,6 +32,7 @@ from web import admin, interaction, openai_api, operations
 from web.auth import KeyRing
 from web.errors import register_error_handlers
 
+log = get_logger("app")
 access_log = get_logger("access")
 # Access lines of successful requests go to debug: probes, scrapes and the interaction ACK are
 # counted by http_requests_total, and interactions and completions log their own line when they end.
@@ -71,9 +75,35 @@ def create_app(settings: Settings | None = None, log_stream: TextIO | None = Non
 
     @app.after_serving
     async def _stop() -> None:
-        await runtime.stop()  # drain (SHUTDOWN_GRACE_S), then close every client and store
+        with _second_signal_cuts_the_drain(runtime):
+            await runtime.stop()  # drain (SHUTDOWN_GRACE_S), then close every client and store
 
     return app
+
+
+@contextmanager
+def _second_signal_cuts_the_drain(runtime: Runtime) -> Iterator[None]:
+    """The server's first SIGTERM/SIGINT began this shutdown, whichever server it is; a second one
+    during the drain stops the waiting: unfinished work ends now (logged as `failed`; a durable
+    queue keeps it for another replica) and the process exits."""
+    loop = asyncio.get_running_loop()
+
+    def second_signal(sig: signal.Signals) -> None:
+        log.warning("second signal during the drain: stopping now", action="shutdown", signal=sig.name)
+        runtime.drain_cut_short.set()
+
+    installed = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, second_signal, sig)
+            installed.append(sig)
+        except (ValueError, RuntimeError, NotImplementedError):  # not the main thread (an app in a test thread)
+            pass
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
 
 
 def _register_request_hooks(app: Quart) -> None:

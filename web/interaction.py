@@ -46,15 +46,14 @@ async def accept_interaction() -> tuple[Response, int]:
     extensions = current_app.extensions
     runtime = extensions["runtime"]
     keys = extensions["router_keys"]
-    http_request = request._get_current_object()  # one proxy lookup, not one per use
     # Read the (size-capped) body before any early answer: Hypercorn closes a keep-alive connection
     # whose request body was left unread, and the router's next request on it would fail.
-    body = await http_request.get_data(cache=False)
-    if keys and not keys.matches(presented_key(http_request, "X-Service-Key")):
+    body = await request.get_data(cache=False)
+    if keys and not keys.matches(presented_key(request, "X-Service-Key")):
         raise ApiError(401, "unauthorized", "Missing or invalid service key (X-Service-Key)")
     if runtime.draining:
         raise ApiError(503, "shutting_down", "Service is shutting down", headers={"Retry-After": "5"})
-    _check_content_type(http_request.mimetype)
+    _check_content_type(request.mimetype)
     try:
         req = InteractionRequest.model_validate_json(body, context=extensions["limits"])
     except ValidationError as exc:

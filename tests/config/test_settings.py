@@ -7,9 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import IsolatedSettings
 from config.settings import ConfigError, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def no_dotenv(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # .env is read from the working directory: there is none here
 
 
 def test_env_example_lists_every_variable():
@@ -18,7 +24,7 @@ def test_env_example_lists_every_variable():
 
 
 def test_contract_defaults():
-    s = Settings(_env_file=None)
+    s = IsolatedSettings()
     assert (s.module_port, s.ai_provider, s.ollama_model, s.waddleai_model) == (8005, "ollama", "llama3.2", "auto")
     assert (s.dedupe_window_s, s.max_body_bytes, s.max_message_chars, s.max_queue) == (300, 65536, 10000, 1000)
     assert (s.user_cooldown_s, s.channel_max_replies_per_min, s.context_history_limit) == (10, 20, 5)
@@ -32,7 +38,7 @@ def test_comma_separated_lists_from_the_environment(monkeypatch):
     monkeypatch.setenv("PLATFORMS", "Twitch, discord ,")
     monkeypatch.setenv("VALID_API_KEYS", "k1,k2")
     monkeypatch.setenv("GREETING_TRIGGERS", "ahoy,good day")
-    s = load_settings(_env_file=None)
+    s = load_settings()
     assert s.platforms == ["twitch", "discord"]
     assert [k.get_secret_value() for k in s.valid_api_keys] == ["k1", "k2"]
     assert s.greeting_triggers == ["ahoy", "good day"]
@@ -45,18 +51,18 @@ def test_comma_separated_lists_from_the_environment(monkeypatch):
 def test_bad_value_names_the_variable(monkeypatch, var, value):
     monkeypatch.setenv(var, value)
     with pytest.raises(ConfigError) as info:
-        load_settings(_env_file=None)
+        load_settings()
     assert var in str(info.value)
 
 
 def test_fallback_must_differ_from_primary(monkeypatch):
     monkeypatch.setenv("FALLBACK_PROVIDER", "ollama")
     with pytest.raises(ConfigError, match="FALLBACK_PROVIDER"):
-        load_settings(_env_file=None)
+        load_settings()
 
 
 def test_summary_never_contains_secrets():
-    s = Settings(_env_file=None, waddleai_api_key="sk-very-secret", router_api_key="router-secret",
+    s = IsolatedSettings(waddleai_api_key="sk-very-secret", router_api_key="router-secret",
                  valid_api_keys="open-ai-key-1", database_url="postgresql://u:pw-secret@h/db",
                  router_api_url="https://bot:url-secret@router.internal/api/v1/router")
     text = repr(s.summary())

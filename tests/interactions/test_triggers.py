@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings as hyp_settings, strategies as st
 
+from tests.support import IsolatedSettings
 from config.settings import Settings
 from interactions.triggers import TRIGGER_ORDER, TriggerConfig, TriggerMatcher, matcher_for
 
@@ -284,7 +285,7 @@ def test_from_settings_defaults_match_the_contract(monkeypatch: pytest.MonkeyPat
     for var in ("BOT_NAME", "GREETING_TRIGGERS", "FAREWELL_TRIGGERS", "QUESTION_TRIGGERS",
                 "EVENT_RESPONSE_TYPES", "RESPOND_TO_EVENTS"):
         monkeypatch.delenv(var, raising=False)
-    config = TriggerConfig.from_settings(Settings(_env_file=None))
+    config = TriggerConfig.from_settings(IsolatedSettings())
     assert config == DEFAULT
 
 

@@ -10,7 +10,7 @@ import uuid
 import pytest
 from structlog.testing import capture_logs
 
-from config.settings import Settings
+from tests.support import IsolatedSettings
 from observability.logs import request_id_var
 from observability.metrics import REGISTRY
 from router.client import RouterClient, parse_retry_after
@@ -292,7 +292,7 @@ async def test_concurrent_posts_share_one_pooled_client(fake_router: FakeRouter,
 
 
 async def test_from_settings(fake_router: FakeRouter) -> None:
-    settings = Settings(_env_file=None, router_api_url=fake_router.base_url + "/",
+    settings = IsolatedSettings(router_api_url=fake_router.base_url + "/",
                         router_api_key="from-settings-key", router_timeout_s=3, router_retry_max_s=2)
     client = RouterClient.from_settings(settings)
     try:
