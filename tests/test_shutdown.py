@@ -9,48 +9,16 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import urlparse
 
 import httpx
 import pytest
 
-from tests.server_thread import free_port
+from tests.service_process import start_service
 from tests.support import interaction_body
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVERS = {
-    "hypercorn": lambda port: [sys.executable, "app.py"],
-    "uvicorn": lambda port: [sys.executable, "-m", "uvicorn", "--factory", "app:create_app", "--host", "127.0.0.1",
-                             "--port", str(port), "--no-access-log"],
-}
-
-
-def start_service(server: str, fake_ollama, fake_router, **env: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    parsed = urlparse(fake_ollama.url)
-    environment = {
-        **{k: v for k, v in os.environ.items() if not k.isupper() or k in ("PATH", "HOME", "LANG")},
-        "MODULE_PORT": str(port), "MODULE_HOST": "127.0.0.1",
-        "OLLAMA_HOST": parsed.hostname, "OLLAMA_PORT": str(parsed.port),
-        "ROUTER_API_URL": fake_router.base_url, "USER_COOLDOWN_S": "0",
-        "SHUTDOWN_GRACE_S": "20", "WORKER_COUNT": "2", "LOG_LEVEL": "INFO",
-        **env,
-    }
-    proc = subprocess.Popen(SERVERS[server](port), cwd=ROOT, env=environment,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"service exited early:\n{proc.stdout.read()}")
-        try:
-            return httpx.get(f"{url}/health", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    wait_until(up, timeout=20, message="service start")
-    return proc, url
+SHUTDOWN_SERVERS = ("hypercorn", "uvicorn")
 
 
 def post_interactions(url: str, count: int) -> list[str]:
@@ -63,7 +31,7 @@ def post_interactions(url: str, count: int) -> list[str]:
     return ids
 
 
-@pytest.mark.parametrize("server", sorted(SERVERS))
+@pytest.mark.parametrize("server", SHUTDOWN_SERVERS)
 def test_sigterm_drains_in_flight_replies_then_exits_zero(server, fake_ollama, fake_router):
     fake_ollama.delay = 0.5  # each reply takes a while, so work is in flight at SIGTERM
     proc, url = start_service(server, fake_ollama, fake_router)
@@ -96,7 +64,7 @@ def test_sigterm_drains_in_flight_replies_then_exits_zero(server, fake_ollama, f
     assert '"action": "shutdown_drain"' in output and '"result": "complete"' in output
 
 
-@pytest.mark.parametrize("server", sorted(SERVERS))
+@pytest.mark.parametrize("server", SHUTDOWN_SERVERS)
 def test_a_second_signal_during_the_drain_stops_at_once(server, fake_ollama, fake_router):
     fake_ollama.hang = True  # the LLM never answers: the drain would wait the whole grace period
     proc, url = start_service(server, fake_ollama, fake_router, SHUTDOWN_GRACE_S="120", REQUEST_TIMEOUT="120")

@@ -1,0 +1,51 @@
+"""The service as a real process under one of the ASGI servers that must run it unchanged."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+
+from tests.server_thread import free_port
+from tests.waiting import wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVERS = {
+    "hypercorn": lambda port: [sys.executable, "app.py"],
+    "uvicorn": lambda port: [sys.executable, "-m", "uvicorn", "--factory", "app:create_app", "--host", "127.0.0.1",
+                             "--port", str(port), "--no-access-log"],
+    "granian": lambda port: [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--host",
+                             "127.0.0.1", "--port", str(port), "app:create_app"],
+}
+
+
+def start_service(server: str, fake_ollama, fake_router, **env: str) -> tuple[subprocess.Popen, str]:
+    """Start the service on a free port and wait for /health; returns the process and its URL."""
+    port = free_port()
+    parsed = urlparse(fake_ollama.url)
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.isupper() or k in ("PATH", "HOME", "LANG")},
+        "MODULE_PORT": str(port), "MODULE_HOST": "127.0.0.1",
+        "OLLAMA_HOST": parsed.hostname, "OLLAMA_PORT": str(parsed.port),
+        "ROUTER_API_URL": fake_router.base_url, "USER_COOLDOWN_S": "0",
+        "SHUTDOWN_GRACE_S": "20", "WORKER_COUNT": "2", "LOG_LEVEL": "INFO",
+        **env,
+    }
+    proc = subprocess.Popen(SERVERS[server](port), cwd=ROOT, env=environment,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"service exited early:\n{proc.stdout.read()}")
+        try:
+            return httpx.get(f"{url}/health", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_until(up, timeout=30, message="service start")
+    return proc, url
