@@ -1,4 +1,4 @@
-"""Every variable of the contract, read from the environment (and an optional `.env`).
+"""Every variable (docs/configuration.md), read from the environment (and an optional `.env`).
 
 A bad value stops start-up with a message naming the variable (see `load_settings`).
 List variables are comma-separated (`PLATFORMS=twitch,discord`).

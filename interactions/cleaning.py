@@ -1,4 +1,4 @@
-"""Turn a raw LLM answer into the chat line that is posted (contract §3 step 8).
+"""Turn a raw LLM answer into the chat line that is posted (§3 step 8).
 
 Pure and cheap: the patterns that depend on the configuration (system prompt, bot name) are
 compiled once per distinct value and cached. Text is never HTML-escaped or markdown-stripped.

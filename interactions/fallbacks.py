@@ -1,4 +1,4 @@
-"""Canned replies for when no LLM can answer (contract §3 step 7).
+"""Canned replies for when no LLM can answer (§3 step 7).
 
 One short, friendly line per trigger and per event type, addressed to the viewer by name. A few
 variants per kind keep the chat from looking robotic; the choice is random unless a

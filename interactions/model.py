@@ -108,7 +108,7 @@ class Interaction:
 
 
 def dedupe_key(req: InteractionRequest) -> str:
-    """The router's message id when given; else session + type + content (contract §2)."""
+    """The router's message id when given; else session + type + content (§2)."""
     if req.message_id:
         return "m:" + req.message_id
     digest = hashlib.blake2b(

@@ -1,4 +1,4 @@
-"""Decide whether a chat message or platform event deserves an answer (contract §4).
+"""Decide whether a chat message or platform event deserves an answer (§4).
 
 Runs on the hot path for every message, so all patterns and word sets are built once per
 configuration (`TriggerMatcher.__init__`) and shared through the `matcher_for` cache.

@@ -1,4 +1,4 @@
-"""A small circuit breaker per provider (contract §5).
+"""A small circuit breaker per provider (§5).
 
 closed → open after `failure_threshold` consecutive failures; open calls fail at once with
 ProviderUnavailable; after `reset_s` one probe is let through (half_open): success closes,

@@ -1,4 +1,4 @@
-"""Posts replies to the router (contract §6) through one long-lived, pooled HTTP client.
+"""Posts replies to the router (§6) through one long-lived, pooled HTTP client.
 
 Connection errors, timeouts, 429 and 5xx are retried with exponential backoff and jitter (stamina),
 honouring `Retry-After`, for at most `retry_max_s` from the first attempt: every wait is capped to

@@ -1,5 +1,5 @@
 """The dedupe window of the in-memory queue: which keys were seen in the last `window_s`, and the
-interaction id each one got first (contract §2).
+interaction id each one got first (§2).
 
 Every id is kept for the whole window (300 s by default, up to 200,000 ids), so the per-entry cost
 is what the service's memory grows with under load. A `TTLCache[str, str]` cost ~400 B per entry

@@ -23,7 +23,7 @@ def test_env_example_lists_every_variable():
     assert {name.upper() for name in Settings.model_fields} == documented
 
 
-def test_contract_defaults():
+def test_documented_defaults():
     s = IsolatedSettings()
     assert (s.module_port, s.ai_provider, s.ollama_model, s.waddleai_model) == (8005, "ollama", "llama3.2", "auto")
     assert (s.dedupe_window_s, s.max_body_bytes, s.max_message_chars, s.max_queue) == (300, 65536, 10000, 1000)

@@ -1,4 +1,4 @@
-"""A loopback fake of the router's reply endpoint, `POST /api/v1/router/responses` (contract §6).
+"""A loopback fake of the router's reply endpoint, `POST /api/v1/router/responses` (§6).
 
 Raw ASGI, served by tests/server_thread.py::ServerThread on its own thread and event loop.
 

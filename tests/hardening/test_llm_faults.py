@@ -1,4 +1,4 @@
-"""LLM faults against the real app on loopback (contract §3.6–7, §5, §8).
+"""LLM faults against the real app on loopback (§3.6–7, §5, §8).
 
 For each fault of the primary provider (Ollama): errors, hangs past REQUEST_TIMEOUT, garbage
 bodies, connection refused. The breaker opens after exactly BREAKER_FAILURE_THRESHOLD calls, the

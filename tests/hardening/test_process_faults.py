@@ -1,4 +1,4 @@
-"""Process faults on real `python app.py` processes (contract §9 SIGTERM, §1 PostgreSQL).
+"""Process faults on real `python app.py` processes (§9 SIGTERM, §1 PostgreSQL).
 
 - SIGTERM under load (memory mode): new work is refused with 503 at once, everything accepted
   is finished and delivered, the process exits 0.

@@ -1,4 +1,4 @@
-"""Router faults against the real app on loopback (contract §6).
+"""Router faults against the real app on loopback (§6).
 
 - Down (connections refused) for HARDENING_ROUTER_DOWN_S (default 3), then back: every reply is
   delivered after it returns, within the retry budget HARDENING_ROUTER_BUDGET_S (default 10).

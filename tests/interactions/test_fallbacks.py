@@ -1,4 +1,4 @@
-"""Canned fallback replies (contract §3 step 7)."""
+"""Canned fallback replies (§3 step 7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reply cleaning (contract §3 step 8): trim, drop leaks, never mass-ping, cut at the limit."""
+"""Reply cleaning (§3 step 8): trim, drop leaks, never mass-ping, cut at the limit."""
 
 from __future__ import annotations
 

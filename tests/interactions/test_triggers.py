@@ -1,4 +1,4 @@
-"""Trigger detection (contract §4): words and phrases, never substrings."""
+"""Trigger detection (§4): words and phrases, never substrings."""
 
 from __future__ import annotations
 
@@ -281,7 +281,7 @@ def test_from_settings_reads_comma_separated_lists() -> None:
     assert matcher.detect("", "cheer", USER) is None
 
 
-def test_from_settings_defaults_match_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_from_settings_defaults_match_the_documented_ones(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("BOT_NAME", "GREETING_TRIGGERS", "FAREWELL_TRIGGERS", "QUESTION_TRIGGERS",
                 "EVENT_RESPONSE_TYPES", "RESPOND_TO_EVENTS"):
         monkeypatch.delenv(var, raising=False)

@@ -1,4 +1,4 @@
-"""The circuit breaker (contract §5), driven by a fake clock."""
+"""The circuit breaker (§5), driven by a fake clock."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""RouterClient (contract §6) against the loopback fake router: no mocks of our code, no fixed sleeps."""
+"""RouterClient (§6) against the loopback fake router: no mocks of our code, no fixed sleeps."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""POST /api/v1/ai/interaction: the ACK, validation, auth, limits and dedupe (contract §2)."""
+"""POST /api/v1/ai/interaction: the ACK, validation, auth, limits and dedupe (§2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""POST …/chat/completions without streaming, through the official openai SDK (contract §8)."""
+"""POST …/chat/completions without streaming, through the official openai SDK (§8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""POST …/chat/completions with `stream: true`: SSE as OpenAI sends it (contract §8).
+"""POST …/chat/completions with `stream: true`: SSE as OpenAI sends it (§8).
 
 `fake.token_delay = 60` makes the fake pause between pieces until `fake.release()`: the test
 sees the first token while the fake is provably still generating, with no sleeps and no clocks.
