@@ -14,12 +14,15 @@ COPY requirements.txt .
 RUN pip install -r requirements.txt
 
 RUN groupadd --system app && useradd --system --gid app --home-dir /app --shell /usr/sbin/nologin app
-COPY --chown=app:app app.py ./
-COPY --chown=app:app config/ config/
-COPY --chown=app:app api/ api/
-COPY --chown=app:app services/ services/
-COPY --chown=app:app providers/ providers/
+COPY --chown=app:app app.py runtime.py ./
+COPY --chown=app:app web/ web/
+COPY --chown=app:app interactions/ interactions/
+COPY --chown=app:app completions/ completions/
+COPY --chown=app:app llm/ llm/
+COPY --chown=app:app router/ router/
 COPY --chown=app:app storage/ storage/
+COPY --chown=app:app observability/ observability/
+COPY --chown=app:app config/ config/
 USER app
 
 EXPOSE 8005

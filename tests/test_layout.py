@@ -50,3 +50,11 @@ def test_the_check_sees_a_backward_import(tmp_path):
     sample = tmp_path / "sample.py"
     sample.write_text("from web.errors import ApiError\nimport storage.db\n")
     assert project_imports(sample) == [(1, "web"), (2, "storage")]
+
+
+def test_the_image_holds_every_package_of_the_app():
+    copied = set()
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY ") and "requirements" not in line:
+            copied |= {part.rstrip("/").removesuffix(".py") for part in line.split()[1:-1] if not part.startswith("--")}
+    assert set(ALLOWED) <= copied, sorted(set(ALLOWED) - copied)
