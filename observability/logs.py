@@ -102,7 +102,7 @@ def _secret_parts(secrets: list[str] | None, salt: str) -> tuple[str, ...]:
 
 def configure_logging(level: str = "INFO", salt: str = DEFAULT_SALT, secrets: list[str] | None = None,
                       stream: TextIO | None = None) -> None:
-    """`stream` defaults to sys.stdout; `python app.py` passes a services/log_writer.LineWriter
+    """`stream` defaults to sys.stdout; `python app.py` passes a observability/log_writer.LineWriter
     around it, so that no log write blocks the event loop."""
     global _salt, _secrets
     out = stream or sys.stdout

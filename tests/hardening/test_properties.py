@@ -1,4 +1,4 @@
-"""Property tests (hypothesis) that extend tests/services/test_triggers.py and test_reply_cleaning.py
+"""Property tests (hypothesis) that extend tests/interactions/test_triggers.py and test_reply_cleaning.py
 (those already cover: detect never raises, triggers inside longer words never fire, the reply fits
 the platform and never mass-pings, cuts keep whole words) with:
 
