@@ -95,7 +95,7 @@ def header(s: Settings, servers: list[str], old: str | None, elapsed: float) -> 
     commit = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True)
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), "?")
-    versions = ", ".join(f"{p} {metadata.version(p)}" for p in ("quart", *SERVERS, "uvloop")
+    versions = ", ".join(f"{p} {metadata.version(p)}" for p in ("quart", *SERVERS, "uvloop", "httptools")
                          if _installed(p))
     cmd = ("make bench" + (f' BENCH_ARGS="{" ".join(sys.argv[1:])}"' if sys.argv[1:] else "")
            if "MAKELEVEL" in os.environ else "python -m bench " + " ".join(sys.argv[1:]))

@@ -139,6 +139,10 @@ class Harness:
         return f"{what}: " + ", ".join(f"{self.labels.get(k, k)} {med([r[key] for r in rs]):,.0f} {unit}"
                                        for k, rs in res.items())
 
+    def non2xx(self, res: dict[str, Results]) -> str:
+        counts = {k: sum(sum(r["non2xx"].values()) + r["errors"] for r in rs) for k, rs in res.items()}
+        return ", ".join(f"{self.labels.get(k, k)} {n}" for k, n in counts.items() if n) or "none"
+
     def close(self) -> None:
         self.procs.close()
 
@@ -157,11 +161,6 @@ def fill(row: Row, h: Harness, res: dict[str, Results], failed: dict[str, str],
     return row
 
 
-def non2xx(res: dict[str, Results]) -> str:
-    counts = {k: sum(sum(r["non2xx"].values()) + r["errors"] for r in rs) for k, rs in res.items()}
-    return ", ".join(f"{k} {n}" for k, n in counts.items() if n) or "none"
-
-
 # --- ACK throughput against the bare app -----------------------------------------------------------
 def ack(h: Harness) -> list[Row]:
     svcs, failed = h.services("ack", MAX_QUEUE=100_000)  # the queue never limits (429s would show)
@@ -175,7 +174,7 @@ def ack(h: Harness) -> list[Row]:
               f"{rps(res['ref'])} (p99 {ms(res['ref'], 'p99')}), bare Quart app", "≥ 0.80×")
     fill(row, h, res, failed, lambda a, b: a["rps"], lambda a, b: div(a["rps"], b["rps"]),
          lambda r, f: f"{rps(r)} (p99 {ms(r, 'p99')})")
-    row.notes = (f"{h.note(res, 'CPU per request', 'cpu_us')}; non-2xx and errors: {non2xx(res)}; "
+    row.notes = (f"{h.note(res, 'CPU per request', 'cpu_us')}; non-2xx and errors: {h.non2xx(res)}; "
                  f"fake LLM calls {llm_calls} (quiet texts: 0 expected)")
     return [row]
 
@@ -241,8 +240,8 @@ def ack_pending(h: Harness) -> list[Row]:
               "≤ 2× (p99 ≤ 25 ms)", higher_better=False)
     fill(row, h, res, failed, lambda a, b: a["p99"], lambda a, b: div(a["p99"], b["p99"]),
          lambda r, f: f"p99 {ms(r, 'p99')} (p50 {ms(r, 'p50')})", idles)
-    row.notes = (f"8 conns, each waiting 40 ms between answer and next request; pending (queue_depth + "
-                 f"inflight) seen {min(seen, default=0)}–{max(seen, default=0)}; non-2xx and errors: {non2xx(res)}")
+    row.notes = (f"8 conns, each waiting 40 ms between answer and next request ({h.note(res, 'rate', 'rps', 'req/s')}); pending (queue_depth + "
+                 f"inflight) seen {min(seen, default=0)}–{max(seen, default=0)}; non-2xx and errors: {h.non2xx(res)}")
     return [row]
 
 
@@ -282,7 +281,7 @@ def e2e(h: Harness) -> list[Row]:
          lambda r, f: f"{med(f):,.0f} replies/s")
     mine = {v: r for v, r in res.items() if v != "ref"}
     row.notes = (f"{h.s.connections} conns for {h.s.duration:g} s, then until nothing is pending; "
-                 f"{h.note(mine, 'CPU per reply, ACK included', 'cpu_reply_us')}; non-2xx and errors: {non2xx(res)}")
+                 f"{h.note(mine, 'CPU per reply, ACK included', 'cpu_reply_us')}; non-2xx and errors: {h.non2xx(res)}")
     return [row]
 
 
@@ -356,8 +355,8 @@ def openai(h: Harness) -> list[Row]:
                      f"TTFT p50 {ms(ttft['ref'], 'ttft_p50')}, fake direct", "≤ +2 ms", higher_better=False),
                  h, ttft, failed, added("ttft_p50"), lambda a, b: div(a["ttft_p50"], b["ttft_p50"]),
                  lambda r, f: f"TTFT p50 {ms(r, 'ttft_p50')} (added {med(f):+.2f} ms)")]
-    rows[0].notes = f"{h.note(lat, 'CPU per request', 'cpu_us')}; non-2xx and errors: {non2xx(lat)}"
-    rows[1].notes = f"{h.note(thr, 'CPU per request', 'cpu_us')}; non-2xx and errors: {non2xx(thr)}"
+    rows[0].notes = f"{h.note(lat, 'CPU per request', 'cpu_us')}; non-2xx and errors: {h.non2xx(lat)}"
+    rows[1].notes = f"{h.note(thr, 'CPU per request', 'cpu_us')}; non-2xx and errors: {h.non2xx(thr)}"
     rows[2].notes = "the fake streams a token every 10 ms; TTFT = until the first SSE event with delta.content"
     return rows
 
