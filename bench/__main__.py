@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             text = f"{head}{BEGIN}\n{text}{END}{rest.partition(END)[2]}"
         args.output.write_text(text)
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps([{"server": sv, **dataclasses.asdict(r)} for sv, r in results], indent=1))
     if failed:
         log(f"some rows failed; process logs kept in {workdir}")
