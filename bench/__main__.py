@@ -40,7 +40,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="3 rounds of 2 s, 1k → 10k interactions for memory")
     p.add_argument("--smoke", action="store_true", help="one tiny round (the tests use it)")
-    p.add_argument("--only", action="append", default=[], metavar="NAME", help="these rows only (repeat or comma-separate)")
+    p.add_argument("--only", action="append", default=[], metavar="NAME",
+                   help="these rows only (repeat or comma-separate)")
     p.add_argument("--list", action="store_true", help="list the row names and exit")
     p.add_argument("--rounds", type=int)
     p.add_argument("--duration", type=float, help="seconds per measured run (whole seconds with wrk)")
@@ -68,14 +69,16 @@ def settings(args: argparse.Namespace, server: str) -> Settings:
 
 
 def change(row: Row) -> str:
-    """new/old of the row's figure, median of per-round ratios, and whether that is better or worse."""
+    """new/old of the row's figure: the median of the per-round ratios, better or worse, their range."""
     new, old = row.figures.get("new"), row.figures.get("old")
     if not new or not old:
         return "—"
-    q = med([a / b for a, b in zip(new, old) if b])
+    per_round = [a / b for a, b in zip(new, old) if b]
+    q = med(per_round)
     worse = round(((1 - q) if row.higher_better else (q - 1)) * 100)
     verdict = "same" if not worse else f"{abs(worse)} % {'worse' if worse > 0 else 'better'}"
-    return f"{q:.2f}× ({verdict}){' ❌' if worse > 10 else ''}"
+    spread = f"; rounds {min(per_round):.2f}–{max(per_round):.2f}" if len(per_round) > 1 else ""
+    return f"{q:.2f}× ({verdict}{spread}){' ❌' if worse > 10 else ''}"
 
 
 def table(rows: list[tuple[str, Row]], old: str | None, servers: list[str]) -> str:
@@ -87,7 +90,8 @@ def table(rows: list[tuple[str, Row]], old: str | None, servers: list[str]) -> s
         cells = ([server] if len(servers) > 1 else []) + cells
         cells += [row.cells.get("old", "—"), row.ratios.get("old", "—"), change(row)] if old else []
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    notes = [f"- {row.title}{f' ({server})' if len(servers) > 1 else ''}: {row.notes}" for server, row in rows if row.notes]
+    notes = [f"- {row.title}{f' ({server})' if len(servers) > 1 else ''}: {row.notes}"
+             for server, row in rows if row.notes]
     return "\n".join(lines + ([""] + notes if notes else []))
 
 
@@ -138,15 +142,16 @@ def main(argv: list[str] | None = None) -> int:
             log(f"bench under {server}: {', '.join(names)}; {s.rounds} rounds × {s.duration:g} s; {s.generator}; "
                 f"logs in {workdir}")
             (workdir / server).mkdir()
-            harness = stack.enter_context(closing(Harness(s, versions, labels, workdir / server, log)))
-            for name in names:
-                log(f"[{name}]")
-                try:
-                    results += [(server, row) for row in ROWS[name](harness)]
-                except Exception as exc:  # noqa: BLE001 - one broken row must not hide the others
-                    failed = True
-                    log(traceback.format_exc())
-                    results.append((server, Row(name, name, "—", notes=f"error: {type(exc).__name__}: {exc}"[:300])))
+            with closing(Harness(s, versions, labels, workdir / server, log)) as harness:
+                for name in names:
+                    log(f"[{name}]")
+                    try:
+                        results += [(server, row) for row in ROWS[name](harness)]
+                    except Exception as exc:  # noqa: BLE001 - one broken row must not hide the others
+                        failed = True
+                        log(traceback.format_exc())
+                        why = f"error: {type(exc).__name__}: {exc}"[:300]
+                        results.append((server, Row(name, name, "—", notes=why)))
     text = header(s, servers, old, time.time() - started) + "\n" + table(results, old, servers) + "\n"
     print(text)
     if args.output:

@@ -42,7 +42,8 @@ def lua_script(spec: dict[str, Any]) -> str:
             raise ValueError("wrk sends quiet or trigger texts only")
         texts = payloads.TRIGGER_TEXTS if spec.get("trigger") else payloads.QUIET_TEXTS
         args = ", ".join(payloads.INTERACTION_ARGS)
-        out.append(f"""local run, tmpl, texts = {lua(spec["run"])}, {lua(payloads.INTERACTION_TEMPLATE)}, {{{", ".join(map(lua, texts))}}}
+        out.append(f"""local run, tmpl = {lua(spec["run"])}, {lua(payloads.INTERACTION_TEMPLATE)}
+local texts = {{{", ".join(map(lua, texts))}}}
 local USERS, CHANNELS, n = {spec.get("users", 10_000)}, {spec.get("channels", 500)}, -1
 function request()
   n = n + 1
@@ -61,8 +62,8 @@ def run_wrk(spec: dict[str, Any]) -> dict[str, Any]:
         script.write(lua_script(spec))
         script.flush()
         seconds = max(1, round(float(spec["duration"])))
-        out = subprocess.run([wrk_path() or "wrk", "-t1", f"-c{spec['connections']}", f"-d{seconds}s", "--timeout", "10s",
-                              "-s", script.name, f"http://127.0.0.1:{spec['port']}"],
+        out = subprocess.run([wrk_path() or "wrk", "-t1", f"-c{spec['connections']}", f"-d{seconds}s",
+                              "--timeout", "10s", "-s", script.name, f"http://127.0.0.1:{spec['port']}"],
                              capture_output=True, text=True, timeout=seconds + 60)
     line = next((x for x in out.stdout.splitlines() if x.startswith("BENCHJSON ")), None)
     if out.returncode or line is None:

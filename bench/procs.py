@@ -140,8 +140,10 @@ class Procs:
         port = free_port()
         cwd = self.workdir / name
         cwd.mkdir(exist_ok=True)
-        argv = ([PYTHON, "-m", "uvicorn", "--factory", "app:create_app", "--app-dir", str(app_dir), *self._uvicorn(port)]
-                if self.server == "uvicorn" else [PYTHON, str(app_dir / "app.py")])
+        argv = [PYTHON, str(app_dir / "app.py")]
+        if self.server == "uvicorn":
+            argv = [PYTHON, "-m", "uvicorn", "--factory", "app:create_app", "--app-dir", str(app_dir),
+                    *self._uvicorn(port)]
         return self.start(name, argv, clean_env(MODULE_HOST="127.0.0.1", MODULE_PORT=port, **env), cwd, port, "/health")
 
     @staticmethod

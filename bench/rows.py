@@ -122,7 +122,8 @@ class Harness:
         return load(proc, spec, generator or self.s.generator)
 
     def rounds(self, sides: dict[str, Callable[[], dict[str, Any]]], label: str) -> dict[str, Results]:
-        """Every side once per round, the order reversed every other round."""
+        """Every side once per round, the order reversed every other round: given as new, reference, old,
+        new and old take the same places on average."""
         out: dict[str, Results] = {key: [] for key in sides}
         for i in range(self.s.rounds):
             for key in (list(sides) if i % 2 == 0 else list(sides)[::-1]):
@@ -132,8 +133,13 @@ class Harness:
 
     def versus(self, svcs: dict[str, Proc], ref: Proc, spec: dict[str, Any], label: str,
                generator: str | None = None) -> dict[str, Results]:
-        sides = {v: partial(self.load, proc, spec, generator) for v, proc in svcs.items()}
-        return self.rounds({**sides, "ref": partial(self.load, ref, spec, generator)}, label)
+        return self.rounds(self.ordered({v: partial(self.load, proc, spec, generator) for v, proc in svcs.items()},
+                                        partial(self.load, ref, spec, generator)), label)
+
+    @staticmethod
+    def ordered(sides: dict[str, Callable[[], dict[str, Any]]], ref: Callable[[], dict[str, Any]]
+                ) -> dict[str, Callable[[], dict[str, Any]]]:
+        return {k: f for k, f in (("new", sides.get("new")), ("ref", ref), ("old", sides.get("old"))) if f}
 
     def note(self, res: dict[str, Results], what: str, key: str, unit: str = "µs") -> str:
         return f"{what}: " + ", ".join(f"{self.labels.get(k, k)} {med([r[key] for r in rs]):,.0f} {unit}"
@@ -240,8 +246,10 @@ def ack_pending(h: Harness) -> list[Row]:
               "≤ 2× (p99 ≤ 25 ms)", higher_better=False)
     fill(row, h, res, failed, lambda a, b: a["p99"], lambda a, b: div(a["p99"], b["p99"]),
          lambda r, f: f"p99 {ms(r, 'p99')} (p50 {ms(r, 'p50')})", idles)
-    row.notes = (f"8 conns, each waiting 40 ms between answer and next request ({h.note(res, 'rate', 'rps', 'req/s')}); pending (queue_depth + "
-                 f"inflight) seen {min(seen, default=0)}–{max(seen, default=0)}; non-2xx and errors: {h.non2xx(res)}")
+    row.notes = (f"8 conns, each waiting 40 ms between answer and next request "
+                 f"({h.note(res, 'rate', 'rps', 'req/s')}); "
+                 f"pending (queue_depth + inflight) seen {min(seen, default=0)}–{max(seen, default=0)}; "
+                 f"non-2xx and errors: {h.non2xx(res)}")
     return [row]
 
 
@@ -271,8 +279,8 @@ def e2e(h: Harness) -> list[Row]:
     try:
         for proc in svcs.values():
             replies(h, proc, {**spec, "duration": 1})  # warm-up: connections to the fakes
-        res = h.rounds({**{v: partial(replies, h, p, spec) for v, p in svcs.items()},
-                        "ref": partial(h.load, h.bare(), spec)}, "e2e")
+        res = h.rounds(h.ordered({v: partial(replies, h, p, spec) for v, p in svcs.items()},
+                                 partial(h.load, h.bare(), spec)), "e2e")
     finally:
         h.procs.stop(*svcs.values())
     row = Row("e2e", "End-to-end replies/s (trigger texts, instant fake LLM, fake router)",
@@ -315,7 +323,8 @@ def memory(h: Harness) -> list[Row]:
             start.cells[v] = growth.cells[v] = failed.get(v, "—")
             continue
         m = got[v]
-        start.cells[v], start.ratios[v], start.figures[v] = f"{m['start']:.1f} MB", f"{m['start'] / bare_rss:.2f}×", [m["start"]]
+        start.cells[v], start.figures[v] = f"{m['start']:.1f} MB", [m["start"]]
+        start.ratios[v] = f"{m['start'] / bare_rss:.2f}×"
         growth.cells[v], growth.figures[v] = f"{m['small']:.1f} → {m['large']:.1f} MB", [m["large"]]
         growth.ratios[v] = f"{m['large'] / m['small']:.2f}×"
     growth.notes = (f"new user per interaction, new channel every 10, every 10th a trigger text (LLM + router), "
