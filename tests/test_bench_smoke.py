@@ -1,9 +1,10 @@
-"""A tiny run of the benchmark harness (`python -m bench --smoke`): it starts the service, the bare
-baseline app and the fakes as real processes, drives them, and prints a table with numbers.
-Only the shape is checked, never a duration or a speed: `make bench` is where speed is measured."""
+"""A tiny run of the benchmark (`python -m bench --smoke`): it starts the service, the bare Quart app
+and the fakes as real processes, drives them with the bench's own driver, and prints a table. Only
+the shape of the row is checked, never a duration or a speed: `make bench` is where speed is measured."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -12,19 +13,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_bench_smoke_run_prints_a_table_with_numbers(tmp_path):
-    output = tmp_path / "bench.md"
+def test_bench_smoke_run_prints_the_ack_row(tmp_path):
+    output, raw = tmp_path / "bench.md", tmp_path / "bench.json"
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "--smoke", "--only", "ack", "--generator", "python",
-         "--output", str(output)],
+         "--output", str(output), "--json", str(raw)],
         cwd=ROOT, capture_output=True, text=True, timeout=110,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     row = next((line for line in proc.stdout.splitlines() if line.startswith("| ACK throughput")), None)
     assert row is not None, proc.stdout[-3000:]
-    service, baseline, ratio = [cell.strip() for cell in row.strip().strip("|").split("|")][1:4]
-    assert re.match(r"[\d,]+ req/s", service), row
-    assert re.match(r"[\d,]+ req/s", baseline), row
-    assert re.fullmatch(r"\d+\.\d+×", ratio), row
-    assert "| ACK throughput" in output.read_text()
-    assert output.with_suffix(".json").exists()
+    service, reference, ratio = [cell.strip() for cell in row.strip().strip("|").split("|")][1:4]
+    assert re.match(r"[\d,]+ req/s \(p99 [\d.]+ ms\)$", service), row
+    assert re.match(r"[\d,]+ req/s \(p99 [\d.]+ ms\), bare Quart app$", reference), row
+    assert re.fullmatch(r"\d+\.\d\d×", ratio), row
+    assert row in output.read_text()
+    [saved] = json.loads(raw.read_text())
+    assert saved["name"] == "ack" and len(saved["figures"]["new"]) == 1
