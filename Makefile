@@ -23,8 +23,8 @@ test: $(STAMP)
 # Benchmarks (≈ 10 min; BENCH_ARGS="--quick", "--only ack", "--against HEAD~1", "--server uvicorn"):
 # see BENCHMARKS.md. wrk is installed when missing and we are root; else the bench's own driver is used.
 bench: $(STAMP)
-	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && { apt-get install -y -qq wrk \
-		|| { apt-get update -qq && apt-get install -y -qq wrk; }; } >/dev/null 2>&1; } \
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && export DEBIAN_FRONTEND=noninteractive \
+		&& { apt-get install -y -qq wrk || { apt-get update -qq && apt-get install -y -qq wrk; }; } >/dev/null 2>&1; } \
 		|| echo "wrk is not installed: the bench's Python driver stands in"
 	$(PY) -m bench $(BENCH_ARGS)
 

@@ -95,7 +95,7 @@ def table(rows: list[tuple[str, Row]], old: str | None, servers: list[str]) -> s
     return "\n".join(lines + ([""] + notes if notes else []))
 
 
-def header(s: Settings, servers: list[str], old: str | None, elapsed: float) -> str:
+def header(s: Settings, servers: list[str], old: str | None, started: float, load: float) -> str:
     commit = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True)
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), "?")
@@ -104,11 +104,12 @@ def header(s: Settings, servers: list[str], old: str | None, elapsed: float) -> 
     cmd = ("make bench" + (f' BENCH_ARGS="{" ".join(sys.argv[1:])}"' if sys.argv[1:] else "")
            if "MAKELEVEL" in os.environ else "python -m bench " + " ".join(sys.argv[1:]))
     return (f"`{cmd.strip()}` at {commit.stdout.strip() or '?'}{f' against {old}' if old else ''}, "
-            f"{time.strftime('%Y-%m-%d %H:%M %Z')}, {elapsed / 60:.1f} min. Server: {', '.join(servers)}. "
+            f"started {time.strftime('%Y-%m-%d %H:%M %Z', time.localtime(started))}, "
+            f"{(time.time() - started) / 60:.1f} min. Server: {', '.join(servers)}. "
             f"Load: {'wrk (' + wrk_version() + ')' if s.generator == 'wrk' else 'bench/driver.py'}; SSE and counted "
             f"runs bench/driver.py. {s.rounds} rounds × {s.duration:g} s per side after {s.warmup:g} s warm-up.\n"
             f"Machine: {len(os.sched_getaffinity(0))} cores ({cpu}), {platform.python_implementation()} "
-            f"{platform.python_version()}, {versions}; load average before {os.getloadavg()[0]:.2f}.\n")
+            f"{platform.python_version()}, {versions}; 1-minute load average at the start {load:.2f}.\n")
 
 
 def _installed(package: str) -> bool:
@@ -130,13 +131,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="aim-bench-"))
     signal.signal(signal.SIGTERM, _interrupt)  # processes and the worktree are cleaned up on the way out
-    started, results, failed = time.time(), [], False
+    started, load, results, failed = time.time(), os.getloadavg()[0], [], False
     with ExitStack() as stack:
         versions, labels = {"new": ROOT}, {"new": "service"}
         old = None
         if args.against:
             old = f"old ({short_rev(args.against)})"
-            versions["old"], labels["old"] = stack.enter_context(checkout(args.against, workdir / "old")), old
+            try:
+                versions["old"], labels["old"] = stack.enter_context(checkout(args.against, workdir / "old")), old
+            except subprocess.CalledProcessError:
+                shutil.rmtree(workdir, ignore_errors=True)
+                return 2  # git said why
         for server in servers:
             s = settings(args, server)
             log(f"bench under {server}: {', '.join(names)}; {s.rounds} rounds × {s.duration:g} s; {s.generator}; "
@@ -152,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                         log(traceback.format_exc())
                         why = f"error: {type(exc).__name__}: {exc}"[:300]
                         results.append((server, Row(name, name, "—", notes=why)))
-    text = header(s, servers, old, time.time() - started) + "\n" + table(results, old, servers) + "\n"
+    text = header(s, servers, old, started, load) + "\n" + table(results, old, servers) + "\n"
     print(text)
     if args.output:
         current = args.output.read_text() if args.output.exists() else ""
