@@ -14,6 +14,7 @@ from typing import Any, AsyncIterator
 import httpx
 import ollama
 
+from llm import http
 from llm.types import ChatRequest, ChatResult, ModelNotFound, ProviderError, StreamChunk, status_error
 
 _upstream_headers: ContextVar[dict[str, str]] = ContextVar("ollama_upstream_headers", default={})
@@ -38,9 +39,9 @@ def _map_error(exc: Exception, model: str) -> ProviderError:
         if "not found" in message.lower() and "model" in message.lower():
             return ModelNotFound(message, provider="ollama", model=model)
         return status_error("ollama", exc.status_code, f"ollama answered {exc.status_code}: {message}", model)
-    if isinstance(exc, (TimeoutError, httpx.TimeoutException)):
+    if isinstance(exc, (TimeoutError, httpx.TimeoutException)) and not http.refused(exc):
         return ProviderError("ollama timed out", provider="ollama", kind="timeout")
-    if isinstance(exc, (ConnectionError, httpx.ConnectError)):
+    if isinstance(exc, (ConnectionError, httpx.ConnectError, httpx.TimeoutException)):
         return ProviderError(f"cannot connect to ollama: {exc}", provider="ollama", kind="connect")
     if isinstance(exc, httpx.HTTPError):
         return ProviderError(f"ollama transport error: {exc!r}", provider="ollama", kind="error")
@@ -63,7 +64,7 @@ class OllamaProvider:
         if isinstance(verify, str):  # a CA bundle path (httpx deprecates verify=<str>)
             verify = ssl.create_default_context(cafile=verify)
         self._client = ollama.AsyncClient(
-            host=self.url, verify=verify,
+            host=self.url, transport=http.transport(verify=verify),
             event_hooks={"request": [_add_headers]},
             timeout=httpx.Timeout(timeout, connect=min(connect_timeout, timeout)),
         )

@@ -1,6 +1,6 @@
 """WaddleAI (an OpenAI-compatible proxy) through the official `openai` SDK's typed API.
 
-One long-lived `AsyncOpenAI` client with the SDK's own HTTP client; its retries are off
+One long-lived `AsyncOpenAI` client on the SDK's aiohttp client (llm/http.py); its retries are off
 (`max_retries=0`): the service owns retries and the breaker. `base_url` is the proxy root
 (`/healthz` lives there); the API is under `<root>/v1`. Calls are `chat.completions.create()`,
 streamed ones too (`stream=True` gives the SDK's `AsyncStream` of typed chunks; it reads the SSE
@@ -15,6 +15,7 @@ from typing import Any, AsyncIterator
 import httpx2
 import openai
 
+from llm.http import refused
 from llm.types import ChatRequest, ChatResult, ProviderError, StreamChunk, status_error
 
 NAME = "waddleai"
@@ -26,10 +27,10 @@ def _map_error(exc: Exception, model: str) -> ProviderError:
         return exc
     if isinstance(exc, openai.APIStatusError):
         return status_error(NAME, exc.status_code, f"waddleai answered {exc.status_code}: {exc.message}", model)
-    if isinstance(exc, (openai.APITimeoutError, TimeoutError, httpx2.TimeoutException)):
+    if isinstance(exc, (openai.APITimeoutError, TimeoutError, httpx2.TimeoutException)) and not refused(exc):
         return ProviderError("waddleai timed out", provider=NAME, kind="timeout")
     # httpx2.TransportError: the connection broke while a stream was being read (the SDK does not wrap it)
-    if isinstance(exc, (openai.APIConnectionError, httpx2.TransportError)):
+    if isinstance(exc, (openai.APIConnectionError, httpx2.TransportError, TimeoutError)):
         return ProviderError(f"cannot connect to waddleai: {exc!r}", provider=NAME, kind="connect")
     if isinstance(exc, openai.APIResponseValidationError):
         return ProviderError(f"unparseable answer from waddleai: {exc}", provider=NAME, kind="garbage")
@@ -63,9 +64,10 @@ class WaddleAIProvider:
         self.health_timeout = health_timeout
         headers = {"X-Preferred-Model": preferred_model} if preferred_model else {}
         self._auth: dict[str, Any] = {} if api_key else {"Authorization": openai.Omit()}
+        http_timeout = openai.Timeout(timeout, connect=min(connect_timeout, timeout))
         self._client = openai.AsyncOpenAI(
-            base_url=f"{self.root}/v1", api_key=api_key or NO_KEY, max_retries=0,
-            timeout=openai.Timeout(timeout, connect=min(connect_timeout, timeout)), default_headers=headers,
+            base_url=f"{self.root}/v1", api_key=api_key or NO_KEY, max_retries=0, timeout=http_timeout,
+            default_headers=headers, http_client=openai.DefaultAioHttpClient(timeout=http_timeout),
         )
 
     @classmethod

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import stamina
+from httpx_aiohttp import AiohttpTransport
 
 from config.settings import MODULE_NAME, VERSION
 from observability import metrics
@@ -55,8 +56,8 @@ class RouterClient:
         self.wait_initial, self.wait_max, self.wait_jitter = wait_initial, wait_max, wait_jitter
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections,
-                                keepalive_expiry=30.0),
+            transport=AiohttpTransport(limits=httpx.Limits(  # aiohttp under httpx: C parser (llm/http.py)
+                max_connections=max_connections, max_keepalive_connections=max_connections, keepalive_expiry=30.0)),
             headers={"User-Agent": f"{MODULE_NAME}/{VERSION}"},
         )
 
