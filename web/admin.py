@@ -21,6 +21,7 @@ from web.admin_models import (
 from web.auth import presented_key
 from web.errors import ApiError, from_validation_error
 from web.models import ErrorResponse
+from web.state import runtime
 from observability import metrics
 from config.community import shown
 from observability.logs import get_logger, hash_user
@@ -55,12 +56,8 @@ def _parse(model: type[BaseModel], data: Any) -> Any:
         raise from_validation_error(exc) from None
 
 
-def _runtime() -> Any:
-    return current_app.extensions["runtime"]
-
-
 async def _config_answer(community_id: int | None) -> dict[str, Any]:
-    source = _runtime().config_source
+    source = runtime().config_source
     overrides, updated_at = await source.overrides(community_id)
     effective = await source.effective(community_id)
     return {"success": True, "data": {
@@ -83,7 +80,7 @@ async def get_config() -> Response:
 @document_response(ConfigResponse, 200)
 @_errors(409, 413)
 async def put_config() -> Response:
-    runtime = _runtime()
+    rt = runtime()
     query = _parse(CommunityQuery, request.args.to_dict())
     body = await request.get_data(cache=False)
     try:
@@ -91,22 +88,22 @@ async def put_config() -> Response:
     except ValidationError as exc:
         raise from_validation_error(exc) from None
     changes = update.changes()
-    if changes.get("provider") and changes["provider"] not in runtime.providers:
-        configured = ", ".join(sorted(runtime.providers))
+    if changes.get("provider") and changes["provider"] not in rt.providers:
+        configured = ", ".join(sorted(rt.providers))
         raise ApiError(400, "validation_error", "Invalid field(s): provider", [{
             "field": "provider", "type": "value_error",
             "message": f"not configured on this service (AI_PROVIDER/FALLBACK_PROVIDER): use {configured}"}])
     if "api_key" in changes:
         secret = changes.pop("api_key")
-        if secret is not None and runtime.cipher is None:
+        if secret is not None and rt.cipher is None:
             raise ApiError(409, "encryption_key_missing",
                            "Cannot store an API key: set CONFIG_ENCRYPTION_KEY (a Fernet key) first",
                            [{"field": "api_key", "message": "CONFIG_ENCRYPTION_KEY is not set",
                              "type": "encryption_key_missing"}])
-        changes["api_key_encrypted"] = None if secret is None else runtime.cipher.encrypt(secret.get_secret_value())
-    await runtime.config_source.update(query.community_id, changes)
+        changes["api_key_encrypted"] = None if secret is None else rt.cipher.encrypt(secret.get_secret_value())
+    await rt.config_source.update(query.community_id, changes)
     log.info("configuration updated", action="config_update", community=query.community_id,
-             fields=sorted(k for k in changes), persisted=runtime.config_source.persisted)
+             fields=sorted(k for k in changes), persisted=rt.config_source.persisted)
     return jsonify(await _config_answer(query.community_id))
 
 
@@ -114,18 +111,18 @@ async def put_config() -> Response:
 @document_response(EraseResponse, 200)
 @_errors()
 async def erase_user(platform: str, user_id: str) -> Response:
-    runtime = _runtime()
+    rt = runtime()
     path = _parse(ErasePath, {"platform": platform, "user_id": user_id})
     platform = path.platform.lower()
-    queued = await runtime.queue.erase_user(platform, path.user_id)
-    context = await runtime.context.erase_user(platform, path.user_id)
+    queued = await rt.queue.erase_user(platform, path.user_id)
+    context = await rt.context.erase_user(platform, path.user_id)
     if queued:
         metrics.interactions_total.labels(outcome="failed", trigger="none").inc(queued)
     log.info("user erased", action="erase_user", platform=platform, user=hash_user(path.user_id),
              context_rows=context, queued_rows=queued, result="erased")
     return jsonify({"success": True, "data": {
         "platform": platform, "context_rows": context, "queued_rows": queued,
-        "persisted": bool(runtime.queue.durable)}})
+        "persisted": bool(rt.queue.durable)}})
 
 
 @blueprint.get("/usage")
@@ -133,9 +130,9 @@ async def erase_user(platform: str, user_id: str) -> Response:
 @document_response(UsageResponse, 200)
 @_errors()
 async def usage() -> Response:
-    runtime = _runtime()
+    rt = runtime()
     query = _parse(UsageQuery, request.args.to_dict())
-    rows = await runtime.usage.report(query.community_id, query.since)
+    rows = await rt.usage.report(query.community_id, query.since)
     return jsonify({"success": True, "data": {
         "community_id": query.community_id, "since": query.since.isoformat() if query.since else None,
-        "rows": [r.as_dict() for r in rows], "totals": totals(rows), "persisted": runtime.usage.persisted}})
+        "rows": [r.as_dict() for r in rows], "totals": totals(rows), "persisted": rt.usage.persisted}})

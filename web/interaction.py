@@ -13,6 +13,7 @@ from web.auth import presented_key
 from web.errors import ApiError, from_validation_error
 from interactions.model import Interaction, InteractionRequest
 from web.models import AcceptedResponse, ErrorResponse
+from web.state import runtime
 from observability import metrics
 from interactions.queue.base import QueueFull
 
@@ -44,14 +45,14 @@ def _check_content_type(mimetype: str) -> None:
 @document_response(ErrorResponse, 503)
 async def accept_interaction() -> tuple[Response, int]:
     extensions = current_app.extensions
-    runtime = extensions["runtime"]
+    rt = runtime()
     keys = extensions["router_keys"]
     # Read the (size-capped) body before any early answer: Hypercorn closes a keep-alive connection
     # whose request body was left unread, and the router's next request on it would fail.
     body = await request.get_data(cache=False)
     if keys and not keys.matches(presented_key(request, "X-Service-Key")):
         raise ApiError(401, "unauthorized", "Missing or invalid service key (X-Service-Key)")
-    if runtime.draining:
+    if rt.draining:
         raise ApiError(503, "shutting_down", "Service is shutting down", headers={"Retry-After": "5"})
     _check_content_type(request.mimetype)
     try:
@@ -60,7 +61,7 @@ async def accept_interaction() -> tuple[Response, int]:
         raise from_validation_error(exc) from None
     interaction = Interaction(req, request_id=g.request_id)
     try:
-        enqueued = await runtime.queue.enqueue(interaction)
+        enqueued = await rt.queue.enqueue(interaction)
     except QueueFull:
         raise ApiError(429, "queue_full", "Interaction queue is full, retry later",
                        headers={"Retry-After": "2"}) from None

@@ -97,7 +97,8 @@ async def _overhead(response: Response) -> Response:
 @document_response(OpenAIErrorResponse, 429)
 @document_response(OpenAIErrorResponse, 503)
 async def chat_completions() -> Response:
-    decision = runtime().completion_limiter.check(g.openai_key)
+    rt = runtime()
+    decision = rt.completion_limiter.check(g.openai_key)
     if not decision.allowed:
         raise OpenAIError(
             429, f"Rate limit reached for this API key: {decision.limit} requests per minute "
@@ -105,12 +106,11 @@ async def chat_completions() -> Response:
             "requests", code="rate_limit_exceeded",
             headers={"Retry-After": str(decision.retry_after_s),
                      "x-ratelimit-limit-requests": str(decision.limit), "x-ratelimit-remaining-requests": "0"})
-    if runtime().draining:
+    if rt.draining:
         raise OpenAIError(503, "The service is shutting down. Retry later.", "server_error",
                           code="shutting_down", headers={"Retry-After": "5"})
-    req = _parse(await request.get_data(cache=False))
+    req = _parse(await request.get_data(cache=False), rt.settings.max_completion_messages)
     call = completions.CompletionCall(_to_input(req), key=g.openai_key, user=hash_user(req.user) if req.user else None)
-    rt = runtime()
     try:
         if call.given.stream:
             events = await completions.stream(rt.llm, rt.usage, call, in_band)
@@ -121,10 +121,9 @@ async def chat_completions() -> Response:
         g.openai_provider_s = call.provider_s
 
 
-def _parse(body: bytes) -> ChatCompletionRequest:
-    limits = {"max_messages": current_app.extensions["settings"].max_completion_messages}
+def _parse(body: bytes, max_messages: int) -> ChatCompletionRequest:
     try:
-        return ChatCompletionRequest.model_validate_json(body or b"", context=limits)
+        return ChatCompletionRequest.model_validate_json(body or b"", context={"max_messages": max_messages})
     except ValidationError as exc:
         raise from_validation(exc) from None
 
@@ -148,7 +147,8 @@ def _event_stream(events: AsyncIterator[bytes]) -> Response:
 @document_response(ModelList, 200)
 @document_response(OpenAIErrorResponse, 401)
 async def list_models() -> Response:
-    entries = await runtime().catalog.entries(runtime().llm)
+    rt = runtime()
+    entries = await rt.catalog.entries(rt.llm)
     return jsonify({"object": "list", "data": [e.as_openai() for e in entries]})
 
 
@@ -157,7 +157,8 @@ async def list_models() -> Response:
 @document_response(OpenAIErrorResponse, 401)
 @document_response(OpenAIErrorResponse, 404)
 async def get_model(model_id: str) -> Response:
-    entry = await runtime().catalog.find(runtime().llm, model_id)
+    rt = runtime()
+    entry = await rt.catalog.find(rt.llm, model_id)
     if entry is None:
         raise OpenAIError(404, f"The model `{model_id}` does not exist or is not available.",
                           param="model", code="model_not_found")
