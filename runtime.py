@@ -15,6 +15,7 @@ import os
 import socket
 import time
 import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from completions.catalog import ModelCatalog
@@ -46,6 +47,27 @@ if TYPE_CHECKING:  # asyncpg is imported only with DATABASE_URL
 log = get_logger(__name__)
 
 
+@dataclass(slots=True)
+class Postgres:
+    """What PostgreSQL mode adds to run and close: the pool, the durable queue's background work
+    (claims, leases, batched writes) and the periodic clean-up of the shared tables."""
+
+    db: Database
+    queue: PgQueue
+    maintenance: Maintenance
+
+    async def start(self) -> None:
+        """Returns at once; the pool connects (and migrates) in the background."""
+        await self.db.start()
+        self.queue.start()
+        self.maintenance.start()
+
+    async def close(self) -> None:
+        """After the workers stopped and the queue closed: flush pending usage, close the pool."""
+        await self.maintenance.stop()
+        await self.db.close()
+
+
 def _on_transition(name: str, old: str, new: str) -> None:
     log.warning("circuit breaker transition", action="breaker_transition", provider=name, result=new,
                 previous=old)
@@ -74,9 +96,7 @@ class Runtime:
         self.router = RouterClient.from_settings(s)
         self.completion_limiter = KeyRateLimiter(s.completions_rate_per_min)
         self.catalog = ModelCatalog(fetch_timeout_s=min(5.0, s.request_timeout))
-        self.db: Database | None = None
-        self.pg_queue: PgQueue | None = None
-        self.maintenance: Maintenance | None = None
+        self.postgres: Postgres | None = None
         if s.database_url is None:
             self.queue = MemoryQueue(s.max_queue, s.dedupe_window_s)
             self.context = MemoryContextStore(s.context_history_limit, s.context_ttl_s, s.context_max_conversations)
@@ -100,27 +120,24 @@ class Runtime:
 
         s = self.settings
         assert s.database_url is not None
-        db = self.db = Database(s.database_url.get_secret_value(), min_size=s.db_pool_min, max_size=s.db_pool_max,
-                                timeout=s.db_timeout_s)
-        self.queue = self.pg_queue = PgQueue(db, owner=self.instance_id, max_queue=s.max_queue,
-                                             dedupe_window_s=s.dedupe_window_s, lease_s=s.queue_lease_s,
-                                             poll_s=s.queue_poll_s)
+        db = Database(s.database_url.get_secret_value(), min_size=s.db_pool_min, max_size=s.db_pool_max,
+                      timeout=s.db_timeout_s)
+        queue = self.queue = PgQueue(db, owner=self.instance_id, max_queue=s.max_queue,
+                                     dedupe_window_s=s.dedupe_window_s, lease_s=s.queue_lease_s, poll_s=s.queue_poll_s)
         self.context = PgContextStore(db, s.context_history_limit, s.context_ttl_s)
         self.config_source = PgConfigSource(db, s, s.config_cache_ttl_s)
         usage = self.usage = PgUsage(db)
-        self.maintenance = Maintenance(db, usage, s.queue_retention_s, s.context_ttl_s)
+        self.postgres = Postgres(db, queue, Maintenance(db, usage, s.queue_retention_s, s.context_ttl_s))
 
     async def start(self) -> None:
         """Returns at once; the database pool connects (and migrates) in the background."""
         s = self.settings
-        if self.db is not None and self.pg_queue is not None and self.maintenance is not None:
-            await self.db.start()
-            self.pg_queue.start()
-            self.maintenance.start()
+        if self.postgres is not None:
+            await self.postgres.start()
         self.workers.start()
         self.health.start()
         log.info("service started", action="startup", config=s.summary(), instance=self.instance_id,
-                 store="postgresql" if self.db else "memory")
+                 store="postgresql" if self.postgres else "memory")
         if not s.router_service_key:
             log.warning("ROUTER_SERVICE_KEY is not set: the interaction endpoint is open", action="startup")
 
@@ -147,9 +164,8 @@ class Runtime:
             await provider.aclose()
         await self.router.aclose()
         await self.queue.aclose()
-        if self.maintenance is not None and self.db is not None:
-            await self.maintenance.stop()  # flushes pending usage
-            await self.db.close()
+        if self.postgres is not None:
+            await self.postgres.close()
         log.info("service stopped", action="shutdown")
 
     async def ready(self) -> tuple[bool, str | None]:
