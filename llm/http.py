@@ -15,18 +15,7 @@ provider that is down is reported as `connect`, not `timeout` (tests/llm/test_pr
 
 from __future__ import annotations
 
-import ssl
-
 import aiohttp
-import httpx
-from httpx_aiohttp import AiohttpTransport
-
-
-def transport(*, verify: bool | ssl.SSLContext = True, max_connections: int = 100,
-              keepalive_expiry: float = 30.0) -> AiohttpTransport:
-    """An aiohttp transport for an `httpx.AsyncClient` (closed with the client)."""
-    return AiohttpTransport(verify=verify, limits=httpx.Limits(
-        max_connections=max_connections, max_keepalive_connections=max_connections, keepalive_expiry=keepalive_expiry))
 
 
 def refused(exc: BaseException) -> bool:

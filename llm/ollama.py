@@ -13,6 +13,7 @@ from typing import Any, AsyncIterator
 
 import httpx
 import ollama
+from httpx_aiohttp import AiohttpTransport
 
 from llm import http
 from llm.types import ChatRequest, ChatResult, ModelNotFound, ProviderError, StreamChunk, status_error
@@ -64,7 +65,7 @@ class OllamaProvider:
         if isinstance(verify, str):  # a CA bundle path (httpx deprecates verify=<str>)
             verify = ssl.create_default_context(cafile=verify)
         self._client = ollama.AsyncClient(
-            host=self.url, transport=http.transport(verify=verify),
+            host=self.url, transport=AiohttpTransport(verify=verify),  # llm/http.py
             event_hooks={"request": [_add_headers]},
             timeout=httpx.Timeout(timeout, connect=min(connect_timeout, timeout)),
         )
