@@ -26,6 +26,10 @@ TRIGGER_REPLIES: dict[str, tuple[str, ...]] = {
         "Good question, {name}! My brain is taking a short break, so please ask again in a bit.",
         "Sorry {name}, I can't look that up right now. Try me again in a few minutes!",
     ),
+    "command": (
+        "Sorry {name}, I can't answer that right now. Please try again in a few minutes!",
+        "My brain is taking a short break, {name}. Ask me again in a bit!",
+    ),
     "mention": (
         "Hey {name}, I'm here! I'm a little slow right now, but I'll be back to full speed soon.",
         "Hi {name}! I can't chat properly at the moment, try again in a little while.",
