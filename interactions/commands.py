@@ -156,7 +156,11 @@ class CommandAnswerer:
             shown = req.command.strip() if req.command.strip()[:1] in ("!", "#") else f"!{name}"
             return ExecuteResponse(success=True, message=f"Usage: {shown} <your question>",
                                    data={"usage": True})
-        answer = await self.pipeline.answer(interaction, deadline, COMMAND_TRIGGER)
+        try:
+            answer = await self.pipeline.answer(interaction, deadline, COMMAND_TRIGGER)
+        except asyncio.CancelledError:  # the caller went away (the server cancelled the request)
+            record_outcome(interaction, "failed", COMMAND_TRIGGER, started, action=ACTION)
+            raise
         record_outcome(interaction, answer.outcome, COMMAND_TRIGGER, started, action=ACTION)
         return self._response(interaction, answer)
 

@@ -18,7 +18,7 @@ from its source, for the two seams this service meets it at:
 What reaches chat (`chat`): a receiver posts the router's error when the router's result fails, else
 the module's `ExecuteResponse`: its `message` when `success` is true and the message is not empty,
 its `error` when `success` is false. (The published receivers read an `action.content` that the
-router never sets; the contract describes the module's response being posted, and that is modelled.)
+router never sets; what is modelled is the module's response being posted, as docs/waddlebot.md says.)
 
 Deviation, named: the published `process_event` reads the channel from `entity_id`, a field its own
 `RouterEventRequest` forbids, so an event posted to its `/events` never finds its community; its
