@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 Role = Literal["system", "user", "assistant", "tool", "developer"]
@@ -84,6 +84,12 @@ class JsonSchemaFormat(_Open):
 
     def as_sent(self) -> dict[str, Any]:
         return self.model_dump(exclude_unset=True, by_alias=True)
+
+
+TOOL_MODES = ("none", "auto", "required")
+CHOICE_TYPES: dict[Any, type[_Open]] = {"function": NamedToolChoice, "allowed_tools": AllowedToolsChoice}
+TOOL_CHOICE = ('"none", "auto", "required", {"type": "function", "function": {"name": …}} or '
+               '{"type": "allowed_tools", "allowed_tools": {"mode": …, "tools": […]}}')
 
 
 def _missing() -> PydanticCustomError:
@@ -193,7 +199,7 @@ class ChatCompletionRequest(BaseModel):
     top_logprobs: int | None = Field(None, ge=0, le=20)
     response_format: ResponseFormat | None = None
     tools: list[Tool] | None = Field(None, max_length=MAX_TOOLS)
-    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | AllowedToolsChoice | None = None
+    tool_choice: Any = Field(None, description=TOOL_CHOICE)  # checked by _tool_choice (one error, one param)
     parallel_tool_calls: bool | None = None
 
     @field_validator("messages")
@@ -229,9 +235,20 @@ class ChatCompletionRequest(BaseModel):
 
     @field_validator("tool_choice")
     @classmethod
-    def _choice_of_given_tools(cls, value: Any, info: ValidationInfo) -> Any:
+    def _tool_choice(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return None
+        kind = CHOICE_TYPES.get(value.get("type")) if isinstance(value, dict) else None
+        if kind is not None:
+            try:
+                value = kind.model_validate(value)
+            except ValidationError as exc:
+                error = exc.errors(include_url=False, include_input=False)[0]
+                raise ValueError(f"{'.'.join(map(str, error['loc']))}: {error['msg']}") from None
+        elif value not in TOOL_MODES:
+            raise ValueError(f"must be {TOOL_CHOICE}")
         tools = info.data.get("tools") or []
-        if value not in (None, "none") and not tools:
+        if value != "none" and not tools:
             raise ValueError("is only allowed when tools are given")
         if isinstance(value, NamedToolChoice) and value.function.name not in {t.function.name for t in tools}:
             raise ValueError(f"names no tool of `tools`: {value.function.name!r}")
