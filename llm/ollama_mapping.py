@@ -7,7 +7,7 @@ Through the official `ollama` client (0.6.3), whose types decide what reaches Ol
 | temperature, top_p, stop, seed, frequency_penalty, presence_penalty | `options.<same name>` |
 | max_completion_tokens (else max_tokens) | `options.num_predict` |
 | response_format json_object / json_schema / text | `format: "json"` / `format: <the schema>` / nothing |
-| tools, tool_choice "auto" | `tools` (Ollama's tool schema: see `_tools`) |
+| tools, tool_choice "auto" | `tools` in Ollama's tool schema (`_tool`): `anyOf` of plain types → `type: [...]`; annotations left out |
 | tool_choice "none" | no `tools` sent: the model cannot call one |
 | assistant `tool_calls` | `tool_calls: [{function: {name, arguments: <object>}}]` (arguments parsed) |
 | tool turn's `tool_call_id` (or `name`) | `tool_name`: the name of the call with that id earlier in the history |
