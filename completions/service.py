@@ -9,6 +9,9 @@ has authenticated, rate-limited and validated it:
      the other provider's default model, as the interaction path does.
    - any other name: the primary provider with that name, then the fallback with the same name.
      A provider's "model not found" ends as 404 `model_not_found`.
+   Then fidelity: when the first attempt's provider cannot honour a parameter of the request
+   (`Provider.unsupported`), the completion is refused with its name (400, `param`); a later attempt
+   whose provider cannot honour it is dropped, so failover never degrades a request silently.
 2. `complete()` calls the first attempt that answers (llm/service.py: breaker, concurrency cap,
    failover) and returns the `chat.completion` body; `stream()` waits for the first chunk (failing
    over before it, so a provider that fails before producing anything is an HTTP error) and returns
@@ -16,6 +19,7 @@ has authenticated, rate-limited and validated it:
 
     data: {"id": "chatcmpl-…", "object": "chat.completion.chunk", …, "choices": [{"delta": {"role": "assistant", …}}]}
     data: {… "choices": [{"delta": {"content": "Hel"}, "finish_reason": null}]}      (as produced)
+    data: {… "choices": [{"delta": {"tool_calls": [{"index": 0, "id": …, "function": …}]}, …}]}   (as produced)
     data: {… "choices": [{"delta": {}, "finish_reason": "stop"}]}
     data: {… "choices": [], "usage": {…}}                                            (include_usage)
     data: [DONE]
@@ -35,7 +39,7 @@ import json
 import time
 import uuid
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 from llm.service import Attempt, LLMService, StreamStats
@@ -61,25 +65,29 @@ def encode_json(payload: Any) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class CompletionInput:
-    """A validated completion request, in the provider-neutral vocabulary."""
+    """A validated completion request: `request` in the provider-neutral vocabulary (its `model`
+    unset: `plan()` decides it from `model`, the name the client asked for)."""
 
-    messages: list[dict[str, str]]
+    request: ChatRequest
     model: str | None = None
-    temperature: float | None = None
-    max_tokens: int | None = None
-    top_p: float | None = None
-    stop: list[str] | None = None
     stream: bool = False
     include_usage: bool = False
-    request_id: str | None = None
 
 
 def plan(llm: LLMService, given: CompletionInput) -> list[Attempt]:
-    """The (provider, request) attempts for this completion, in order (see the module rule)."""
+    """The (provider, request) attempts for this completion, in order (see the module rule).
+    Raises UnsupportedParameter when the first provider cannot honour the request."""
+    attempts = _route(llm, given)
+    first, request = attempts[0]
+    refused = llm.providers[first].unsupported(request)
+    if refused is not None:
+        raise refused
+    return [attempts[0]] + [(n, r) for n, r in attempts[1:] if llm.providers[n].unsupported(r) is None]
+
+
+def _route(llm: LLMService, given: CompletionInput) -> list[Attempt]:
     def request(model: str | None) -> ChatRequest:
-        return ChatRequest(messages=given.messages, model=model, temperature=given.temperature,
-                           max_tokens=given.max_tokens, top_p=given.top_p, stop=given.stop,
-                           request_id=given.request_id)
+        return replace(given.request, model=model)
 
     model = (given.model or "").strip()
     provider, slash, name = model.partition("/")
@@ -112,12 +120,15 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
 
 def completion_body(result: ChatResult, completion_id: str, created: int) -> dict[str, Any]:
     """The OpenAI `chat.completion` object, not wrapped."""
+    message: dict[str, Any] = {"role": "assistant", "content": result.text, "refusal": None}
+    if result.tool_calls:
+        message["tool_calls"] = result.tool_calls
+        message["content"] = result.text or None  # OpenAI: null content beside the tool calls
     return {
         "id": completion_id, "object": "chat.completion", "created": created, "model": result.model,
         "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": result.text, "refusal": None},
-            "logprobs": None, "finish_reason": finish_reason(result.finish_reason),
+            "index": 0, "message": message,
+            "logprobs": result.logprobs, "finish_reason": finish_reason(result.finish_reason),
         }],
         "usage": usage(result.prompt_tokens, result.completion_tokens),
         "system_fingerprint": None,
@@ -148,8 +159,9 @@ class StreamFrame:
                             "model": self.model, "system_fingerprint": None})
         self._head = b"data: " + base[:-1] + b',"choices":['
 
-    def chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        choice = encode_json({"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish})
+    def chunk(self, delta: dict[str, Any], finish: str | None = None,
+              logprobs: dict[str, Any] | None = None) -> bytes:
+        choice = encode_json({"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish})
         return self._head + choice + (b'],"usage":null}\n\n' if self.include_usage else b"]}\n\n")
 
     def usage_chunk(self, prompt_tokens: int, completion_tokens: int) -> bytes:
@@ -182,7 +194,7 @@ async def sse_events(frame: StreamFrame, first: StreamChunk, chunks: AsyncIterat
                      on_end: Callable[[StreamOutcome], None],
                      record_usage: Callable[[StreamChunk], Awaitable[None]] | None = None,
                      ) -> AsyncIterator[bytes]:
-    """The SSE body: role delta, content deltas as produced, final chunk, usage, [DONE].
+    """The SSE body: role delta, content and tool-call deltas as produced, final chunk, usage, [DONE].
 
     Events that are ready together go out as one item (one write to the client): the role delta with
     the first content delta (or whatever follows it), and the final chunk, usage and [DONE]. Nothing
@@ -193,8 +205,8 @@ async def sse_events(frame: StreamFrame, first: StreamChunk, chunks: AsyncIterat
         async with aclosing(chunks):  # closed however this generator ends
             chunk: StreamChunk | None = first
             while chunk is not None:
-                if chunk.text:
-                    yield pending + frame.chunk({"content": chunk.text})
+                if chunk.has_output:
+                    yield pending + frame.chunk(_delta(chunk), logprobs=chunk.logprobs)
                     pending = b""
                 if chunk.finish_reason:
                     final = chunk
@@ -221,6 +233,13 @@ async def sse_events(frame: StreamFrame, first: StreamChunk, chunks: AsyncIterat
         tail.append(frame.usage_chunk(final.prompt_tokens, final.completion_tokens))
     tail.append(DONE)
     yield b"".join(tail)
+
+
+def _delta(chunk: StreamChunk) -> dict[str, Any]:
+    delta: dict[str, Any] = {"content": chunk.text} if chunk.text else {}
+    if chunk.tool_calls:
+        delta["tool_calls"] = chunk.tool_calls
+    return delta
 
 
 @dataclass(slots=True)

@@ -1,6 +1,7 @@
 """Ollama through the official `ollama` client: one long-lived AsyncClient per provider.
 
-Sampling parameters go in `options` (temperature, num_predict, top_p, stop), never top-level.
+OpenAI's request vocabulary is mapped to Ollama's fields by llm/ollama_mapping.py (sampling in
+`options`, never top-level; tools, format, tool turns); what cannot be mapped is refused there.
 The client has no per-call headers, so X-Request-ID rides on a ContextVar read by an httpx hook.
 """
 
@@ -16,6 +17,8 @@ import ollama
 from httpx_aiohttp import AiohttpTransport
 
 from llm import http
+from llm import ollama_mapping as mapping
+from llm.fidelity import UnsupportedParameter
 from llm.types import ChatRequest, ChatResult, ModelNotFound, ProviderError, StreamChunk, status_error
 
 _upstream_headers: ContextVar[dict[str, str]] = ContextVar("ollama_upstream_headers", default={})
@@ -26,10 +29,10 @@ async def _add_headers(request: httpx.Request) -> None:
         request.headers[key] = value
 
 
-def _options(request: ChatRequest) -> dict[str, Any] | None:
-    options = {"temperature": request.temperature, "num_predict": request.max_tokens,
-               "top_p": request.top_p, "stop": request.stop}
-    return {k: v for k, v in options.items() if v is not None} or None
+def _finish(done_reason: str | None, called_tools: bool) -> str:
+    if called_tools:
+        return "tool_calls"
+    return "length" if done_reason == "length" else "stop"
 
 
 def _map_error(exc: Exception, model: str) -> ProviderError:
@@ -77,17 +80,26 @@ class OllamaProvider:
             verify = settings.ollama_cert_path
         return cls(settings.ollama_url, settings.ollama_model, settings.request_timeout, verify=verify)
 
+    def unsupported(self, request: ChatRequest) -> UnsupportedParameter | None:
+        try:
+            mapping.chat_kwargs(request, request.model or self.default_model)
+        except UnsupportedParameter as exc:
+            return exc
+        return None
+
     async def chat(self, request: ChatRequest) -> ChatResult:
         model = request.model or self.default_model
+        kwargs = mapping.chat_kwargs(request, model)  # raises UnsupportedParameter before any call
         token = _upstream_headers.set(request.upstream_headers())
         try:
             async with asyncio.timeout(self.timeout):
-                response = await self._client.chat(model=model, messages=request.messages,
-                                                   options=_options(request), stream=False)
+                response = await self._client.chat(**kwargs, stream=False)
+            calls = mapping.tool_calls(response.message.tool_calls)
             return ChatResult(
                 text=response.message.content or "", model=response.model or model, provider=self.name,
                 prompt_tokens=response.prompt_eval_count or 0, completion_tokens=response.eval_count or 0,
-                finish_reason="length" if response.done_reason == "length" else "stop",
+                finish_reason=_finish(response.done_reason, bool(calls)), tool_calls=calls,
+                logprobs=mapping.logprobs(response.logprobs),
             )
         except Exception as exc:
             raise _map_error(exc, model) from exc
@@ -97,12 +109,12 @@ class OllamaProvider:
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         """Yield chunks as Ollama sends them; close with `aclose()` when stopping early."""
         model = request.model or self.default_model
+        kwargs = mapping.chat_kwargs(request, model)  # raises UnsupportedParameter before any call
         parts: Any = None
         token = _upstream_headers.set(request.upstream_headers())
         try:  # connect and wait for the first line under the overall timeout
             async with asyncio.timeout(self.timeout):
-                parts = await self._client.chat(model=model, messages=request.messages,
-                                                options=_options(request), stream=True)
+                parts = await self._client.chat(**kwargs, stream=True)
                 part = await anext(parts, None)
         except BaseException as exc:
             if parts is not None:
@@ -112,17 +124,21 @@ class OllamaProvider:
             raise
         finally:
             _upstream_headers.reset(token)
+        calls = 0  # tool calls so far: Ollama sends each whole, in one line; deltas are indexed by it
         try:
             while part is not None:
                 text = part.message.content or ""
+                deltas = mapping.tool_calls(part.message.tool_calls, first_index=calls)
+                calls += len(deltas or ())
+                logprobs = mapping.logprobs(part.logprobs)
                 if part.done:
                     yield StreamChunk(
-                        text=text, model=part.model or model,
-                        finish_reason="length" if part.done_reason == "length" else "stop",
-                        prompt_tokens=part.prompt_eval_count or 0, completion_tokens=part.eval_count or 0)
+                        text=text, model=part.model or model, finish_reason=_finish(part.done_reason, calls > 0),
+                        prompt_tokens=part.prompt_eval_count or 0, completion_tokens=part.eval_count or 0,
+                        tool_calls=deltas, logprobs=logprobs)
                     return
-                if text:
-                    yield StreamChunk(text=text, model=part.model or model)
+                if text or deltas or logprobs:
+                    yield StreamChunk(text=text, model=part.model or model, tool_calls=deltas, logprobs=logprobs)
                 try:
                     part = await anext(parts, None)
                 except Exception as exc:

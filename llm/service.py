@@ -162,7 +162,7 @@ class LLMService:
                             first = False
                             if stats is not None:
                                 stats.provider_wait_s += time.perf_counter() - started
-                            if chunk.text:
+                            if chunk.has_output:  # text, a tool call or logprobs
                                 metrics.provider_ttft.labels(name).observe(time.perf_counter() - started)
                         if chunk.finish_reason:
                             if chunk.model:

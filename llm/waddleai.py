@@ -19,6 +19,10 @@ from llm.http import refused
 from llm.types import ChatRequest, ChatResult, ProviderError, StreamChunk, status_error
 
 NAME = "waddleai"
+# Sent as given when set (None: not asked for); the messages go as given too (name, tool_calls, tool_call_id).
+PASSED_THROUGH = ("temperature", "max_tokens", "max_completion_tokens", "top_p", "stop", "seed",
+                  "frequency_penalty", "presence_penalty", "tools", "tool_choice", "parallel_tool_calls",
+                  "response_format", "logprobs", "top_logprobs")
 NO_KEY = "no-key"  # the SDK wants a key; with it, the Authorization header is dropped per call
 
 
@@ -45,6 +49,15 @@ def _text(value: Any) -> str:
     if value is None or isinstance(value, str):
         return value or ""
     raise TypeError(f"content is {type(value).__name__}, not a string")
+
+
+def _dumped(items: Any) -> list[dict[str, Any]] | None:
+    """The SDK's typed objects back as the JSON the proxy sent (fields it did not send left out)."""
+    return [item.model_dump(mode="json", exclude_unset=True) for item in items] if items else None
+
+
+def _logprobs(value: Any) -> dict[str, Any] | None:
+    return value.model_dump(mode="json", exclude_unset=True) if value is not None else None
 
 
 def _count(value: Any) -> int:
@@ -80,11 +93,14 @@ class WaddleAIProvider:
     def _params(self, request: ChatRequest, model: str) -> dict[str, Any]:
         params: dict[str, Any] = {"model": model, "messages": request.messages,
                                   "extra_headers": {**request.upstream_headers(), **self._auth}}
-        for name in ("temperature", "max_tokens", "top_p", "stop"):
+        for name in PASSED_THROUGH:
             value = getattr(request, name)
             if value is not None:
                 params[name] = value
         return params
+
+    def unsupported(self, request: ChatRequest) -> ProviderError | None:
+        return None  # everything goes to the proxy as given; what it refuses comes back as its 4xx
 
     async def chat(self, request: ChatRequest) -> ChatResult:
         model = request.model or self.default_model
@@ -98,6 +114,7 @@ class WaddleAIProvider:
                 prompt_tokens=_count(usage.prompt_tokens) if usage else 0,
                 completion_tokens=_count(usage.completion_tokens) if usage else 0,
                 finish_reason=choice.finish_reason or "stop",
+                tool_calls=_dumped(choice.message.tool_calls), logprobs=_logprobs(choice.logprobs),
             )
         except Exception as exc:
             raise _map_error(exc, model) from exc
@@ -125,12 +142,15 @@ class WaddleAIProvider:
                         prompt = _count(chunk.usage.prompt_tokens)
                         completion = _count(chunk.usage.completion_tokens)
                     choice = chunk.choices[0] if chunk.choices else None
-                    text = _text(choice.delta.content) if choice and choice.delta else ""
+                    delta = choice.delta if choice else None
+                    piece = StreamChunk(text=_text(delta.content) if delta else "", model=answered_model,
+                                        tool_calls=_dumped(delta.tool_calls) if delta else None,
+                                        logprobs=_logprobs(choice.logprobs) if choice else None)
                     finish = (choice.finish_reason if choice else None) or finish
                 except Exception as exc:
                     raise _map_error(exc, model) from exc
-                if text:
-                    yield StreamChunk(text=text, model=answered_model)
+                if piece.has_output:
+                    yield piece
             if finish is None:
                 raise ProviderError("waddleai stream ended without finish_reason", provider=self.name,
                                     kind="garbage")

@@ -10,9 +10,9 @@ The OpenAI-compatible API (web/openai_api.py), in OpenAI's own shape and status 
 
     {"error": {"message": "...", "type": "...", "param": "messages[0].role" | null, "code": "..." | null}}
 
-400 invalid_request_error (param names the field), 401 bad/missing key or VALID_API_KEYS unset,
-404 unknown model or URL, 405, 413, 429 rate limit (Retry-After), 500 our own failure,
-503 provider unavailable / breaker open / timeout / shutting down (Retry-After). Its handlers are
+400 invalid_request_error (param names the field, or a parameter the provider cannot honour),
+401 bad/missing key or VALID_API_KEYS unset, 404 unknown model or URL, 405, 413, 429 rate limit
+(Retry-After), 500 our own failure, 503 provider unavailable / breaker open / timeout / shutting down (Retry-After). Its handlers are
 registered on that blueprint, so those routes never answer in the other shape; the openai SDK maps
 the statuses to BadRequestError, AuthenticationError, ….
 """
@@ -27,6 +27,7 @@ from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
 from interactions.model import NO_NUL, NUL_MESSAGE
+from llm.fidelity import UnsupportedParameter
 from llm.types import ModelNotFound, ProviderError, ProviderUnavailable
 from observability.logs import get_logger
 from storage.errors import StoreUnavailable
@@ -177,6 +178,8 @@ def from_provider(exc: ProviderError) -> OpenAIError:
     if isinstance(exc, ModelNotFound):
         return OpenAIError(404, f"The model `{exc.model}` does not exist or is not available on provider "
                                 f"{exc.provider}.", param="model", code="model_not_found")
+    if isinstance(exc, UnsupportedParameter):
+        return OpenAIError(400, str(exc), param=exc.param, code=exc.code)
     if isinstance(exc, ProviderUnavailable):
         return OpenAIError(503, f"The LLM provider ({exc.provider}) is unavailable: its circuit breaker is "
                                 "open. Retry later.", "server_error", code="provider_unavailable", headers=retry)

@@ -24,6 +24,7 @@ from werkzeug.routing import PathConverter
 
 from completions import service as completions
 from completions.limits import key_id
+from llm.types import ChatRequest
 from observability.logs import hash_user
 from web.auth import presented_key
 from web.errors import OpenAIError, from_validation, in_band, register_openai_error_handlers
@@ -129,10 +130,16 @@ def _parse(body: bytes, max_messages: int) -> ChatCompletionRequest:
 
 
 def _to_input(req: ChatCompletionRequest) -> completions.CompletionInput:
-    return completions.CompletionInput(
-        messages=[m.for_provider() for m in req.messages], model=req.model, temperature=req.temperature,
-        max_tokens=req.token_limit, top_p=req.top_p, stop=req.stop, stream=bool(req.stream),
-        include_usage=req.include_usage, request_id=g.get("request_id"))
+    request = ChatRequest(
+        messages=[m.for_provider() for m in req.messages], temperature=req.temperature,
+        max_tokens=req.max_tokens, max_completion_tokens=req.max_completion_tokens, top_p=req.top_p,
+        stop=req.stop, seed=req.seed, frequency_penalty=req.frequency_penalty,
+        presence_penalty=req.presence_penalty, tools=[t.as_sent() for t in req.tools] if req.tools else None,
+        tool_choice=req.tool_choice_as_sent(), parallel_tool_calls=req.parallel_tool_calls,
+        response_format=req.response_format.as_sent() if req.response_format else None,
+        logprobs=req.logprobs, top_logprobs=req.top_logprobs, request_id=g.get("request_id"))
+    return completions.CompletionInput(request, model=req.model, stream=bool(req.stream),
+                                       include_usage=req.include_usage)
 
 
 def _event_stream(events: AsyncIterator[bytes]) -> Response:

@@ -2,6 +2,9 @@
 
 Raw ASGI, run with tests/server_thread.py. `FakeUpstream` holds the knobs and bookkeeping shared
 with fake_openai.py; tests may change any attribute at any time, from any thread.
+
+`tool_calls` ([{"name", "arguments": {…}}]) makes either fake answer by calling those tools, each
+in its own wire shape; a request with `logprobs: true` gets log probabilities for every piece.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class FakeUpstream:
         self.completion_tokens = 7
         self.done_reason = "stop"
         self.healthy = True  # False: health/list endpoints answer 503
+        self.tool_calls: list[dict[str, Any]] = []  # [{"name", "arguments": {…}}]: the model calls these
         self.requests: list[tuple[str, dict[str, str], Any]] = []
         self.clients: set[tuple[str, int]] = set()  # the callers' (host, port): one per connection used
         self.calls = 0  # chat calls
@@ -70,6 +74,12 @@ class FakeUpstream:
 
     def pieces(self) -> list[str]:
         return re.findall(r"\s*\S+", self.reply) or [""]
+
+    @staticmethod
+    def piece_logprobs(piece: str, top: int) -> dict[str, Any]:
+        """Made-up log probabilities of one piece, and `top` alternatives."""
+        alternatives = [{"token": f"{piece}~{k}", "logprob": -1.0 - k} for k in range(top)]
+        return {"token": piece, "logprob": -0.25, "top_logprobs": alternatives}
 
     def take_fault(self) -> bool:
         """True when this chat call should misbehave (consumes one of `fail_times`)."""
@@ -172,8 +182,17 @@ class FakeOllama(FakeUpstream):
             return await self.respond(send, 200, bad)
         name = self.model_name or model
         if body.get("stream", True):
-            return await self._stream(send, name, fault)
-        await self.respond(send, 200, self._final(name, self.reply))
+            return await self._stream(send, name, fault, body)
+        final = self._final(name, self.reply)
+        if self.tool_calls:
+            final["message"]["tool_calls"] = [self._tool_call(call) for call in self.tool_calls]
+        if body.get("logprobs"):
+            final["logprobs"] = [self.piece_logprobs(p, body.get("top_logprobs") or 0) for p in self.pieces()]
+        await self.respond(send, 200, final)
+
+    @staticmethod
+    def _tool_call(call: dict[str, Any]) -> dict[str, Any]:
+        return {"function": {"name": call["name"], "arguments": call["arguments"]}}
 
     def _health(self, ok_body: dict[str, Any]) -> tuple[int, Any]:
         return (200, ok_body) if self.healthy else (503, {"error": "unhealthy"})
@@ -192,7 +211,8 @@ class FakeOllama(FakeUpstream):
                 "prompt_eval_duration": 342_546_000, "eval_count": self.completion_tokens,
                 "eval_duration": 4_535_599_000}
 
-    async def _stream(self, send: Send, model: str, fault: bool) -> None:
+    async def _stream(self, send: Send, model: str, fault: bool, body: dict[str, Any] | None = None) -> None:
+        body = body or {}
         self.stream_started_at, self.last_stream_finished_at = time.monotonic(), None
         await self.start(send, 200, "application/x-ndjson")
         for index, piece in enumerate(self.pieces()):
@@ -204,6 +224,13 @@ class FakeOllama(FakeUpstream):
                 return
             line = {"model": model, "created_at": _now(),
                     "message": {"role": "assistant", "content": piece}, "done": False}
+            if body.get("logprobs"):
+                line["logprobs"] = [self.piece_logprobs(piece, body.get("top_logprobs") or 0)]
+            await self.chunk(send, json.dumps(line).encode() + b"\n")
+        for call in self.tool_calls:  # each whole, in a line of its own, as Ollama parses them
+            await self.pause(self.token_delay)
+            line = {"model": model, "created_at": _now(), "done": False,
+                    "message": {"role": "assistant", "content": "", "tool_calls": [self._tool_call(call)]}}
             await self.chunk(send, json.dumps(line).encode() + b"\n")
         await self.pause(self.token_delay)
         await self.chunk(send, json.dumps(self._final(model, "")).encode() + b"\n", more=False)

@@ -63,26 +63,48 @@ class FakeOpenAI(FakeUpstream):
         name = self.model_name or model
         if body.get("stream"):
             usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return await self._stream(send, name, usage, fault)
+            return await self._stream(send, name, usage, fault, body)
+        message: dict[str, Any] = {"role": "assistant", "content": self.reply, "refusal": None}
+        if self.tool_calls:
+            message.update(content=None, tool_calls=[
+                {"id": f"call_{i}_{uuid.uuid4().hex[:8]}", "type": "function",
+                 "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}}
+                for i, c in enumerate(self.tool_calls)])
         await self.respond(send, 200, {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion",
             "created": int(time.time()), "model": name, "system_fingerprint": None,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": self.reply, "refusal": None},
-                         "logprobs": None, "finish_reason": self.done_reason}],
+            "choices": [{"index": 0, "message": message, "logprobs": self._logprobs(body, self.pieces()),
+                         "finish_reason": self._finish()}],
             "usage": self._usage()})
+
+    def _finish(self) -> str:
+        return "tool_calls" if self.tool_calls else self.done_reason
+
+    def _logprobs(self, body: dict[str, Any], pieces: list[str]) -> dict[str, Any] | None:
+        if not body.get("logprobs"):
+            return None
+        content = []
+        for piece in pieces:
+            entry = self.piece_logprobs(piece, body.get("top_logprobs") or 0)
+            for item in [entry, *entry["top_logprobs"]]:
+                item["bytes"] = list(item["token"].encode())
+            content.append(entry)
+        return {"content": content, "refusal": None}
 
     def _usage(self) -> dict[str, int]:
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
                 "total_tokens": self.prompt_tokens + self.completion_tokens}
 
-    async def _stream(self, send: Send, model: str, include_usage: bool, fault: bool) -> None:
+    async def _stream(self, send: Send, model: str, include_usage: bool, fault: bool,
+                      body: dict[str, Any] | None = None) -> None:
+        body = body or {}
         self.stream_started_at, self.last_stream_finished_at = time.monotonic(), None
         base = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion.chunk",
                 "created": int(time.time()), "model": model, "system_fingerprint": None}
         extra = {"usage": None} if include_usage else {}
 
-        def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        def event(delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> bytes:
+            choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
             return b"data: " + json.dumps({**base, "choices": [choice], **extra}).encode() + b"\n\n"
 
         await self.start(send, 200, "text/event-stream")
@@ -95,9 +117,18 @@ class FakeOpenAI(FakeUpstream):
                 await self.chunk(send, b"data: " + json.dumps(error).encode() + b"\n\n", more=False)
                 self.last_stream_finished_at = time.monotonic()
                 return
-            await self.chunk(send, event({"content": piece}))
+            await self.chunk(send, event({"content": piece}, logprobs=self._logprobs(body, [piece])))
+        for index, call in enumerate(self.tool_calls):  # as OpenAI streams them: head, then argument pieces
+            await self.pause(self.token_delay)
+            head = {"index": index, "id": f"call_{index}_{uuid.uuid4().hex[:8]}", "type": "function",
+                    "function": {"name": call["name"], "arguments": ""}}
+            await self.chunk(send, event({"tool_calls": [head]}))
+            arguments = json.dumps(call["arguments"])
+            for start in range(0, len(arguments), 8):
+                piece = {"index": index, "function": {"arguments": arguments[start:start + 8]}}
+                await self.chunk(send, event({"tool_calls": [piece]}))
         await self.pause(self.token_delay)
-        await self.chunk(send, event({}, self.done_reason))
+        await self.chunk(send, event({}, self._finish()))
         if include_usage:
             usage_chunk = {**base, "choices": [], "usage": self._usage()}
             await self.chunk(send, b"data: " + json.dumps(usage_chunk).encode() + b"\n\n")

@@ -100,3 +100,28 @@ async def test_tls_settings(verify_ssl, cert_path):
         assert provider.url == "https://ollama.internal:11434"
     finally:
         await provider.aclose()
+
+
+async def test_what_it_cannot_honour_is_refused_before_any_call(provider, fake_ollama):
+    from llm.fidelity import UnsupportedParameter
+
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
+    request = ChatRequest(MESSAGES, tools=[tool], tool_choice="required")
+    assert provider.unsupported(request).param == "tool_choice"
+    with pytest.raises(UnsupportedParameter) as caught:
+        await provider.chat(request)
+    assert caught.value.param == "tool_choice" and not caught.value.counts_for_breaker
+    with pytest.raises(UnsupportedParameter):
+        await collect(provider, request)
+    assert fake_ollama.chat_requests == []
+    assert provider.unsupported(ChatRequest(MESSAGES, tools=[tool])) is None
+
+
+async def test_streamed_tool_calls_are_indexed_across_lines(provider, fake_ollama):
+    fake_ollama.reply = ""
+    fake_ollama.tool_calls = [{"name": "a", "arguments": {"x": 1}}, {"name": "b", "arguments": {}}]
+    chunks = await collect(provider, ChatRequest(MESSAGES))
+    deltas = [call for chunk in chunks for call in chunk.tool_calls or ()]
+    assert [(d["index"], d["function"]["name"], d["function"]["arguments"]) for d in deltas] == \
+        [(0, "a", '{"x":1}'), (1, "b", "{}")]
+    assert chunks[-1].finish_reason == "tool_calls"
