@@ -94,7 +94,7 @@ class ReplyPipeline:
         reason = "provider_error"
         try:
             preferred = cfg.provider if cfg.provider in self.llm.providers else None
-            result = await self.llm.complete(self.llm.attempts(request, preferred))
+            result = await self.llm.complete(self.llm.attempts(request, preferred, cfg.endpoint))
             await self.usage.record(req.community_id, result.provider, result.model,
                                     result.prompt_tokens, result.completion_tokens)
             text = clean_reply(result.text, platform=req.platform, prefix=prefix,
