@@ -200,11 +200,14 @@ class EndpointPool:
         """Retire clients unused for IDLE_CLOSE_S, least recently leased first, up to the first
         recent one (a client in a call is skipped)."""
         deadline = self._clock() - IDLE_CLOSE_S
-        for key, client in list(self._clients.items()):
+        expired = []
+        for key, client in self._clients.items():
             if client.inflight:
                 continue
             if client.last_used > deadline:
                 break
+            expired.append(key)
+        for key in expired:
             self._retire(key)
 
     def _retire(self, key: Key) -> None:

@@ -28,7 +28,7 @@ from llm.endpoints import EndpointPool
 from llm.health import ProviderHealth
 
 # (a provider name or, for complete() only, a community endpoint; the request for it)
-Attempt = tuple["str | CommunityEndpoint", ChatRequest]
+Attempt = tuple[str | CommunityEndpoint, ChatRequest]
 
 
 @dataclass(slots=True)

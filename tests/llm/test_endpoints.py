@@ -11,8 +11,13 @@ from cryptography.fernet import Fernet
 
 from config.community import CommunityEndpoint
 from llm import endpoints as endpoints_module
+from llm.breaker import CircuitBreaker
 from llm.endpoints import IDLE_CLOSE_S, EndpointPool
+from llm.factory import build_provider
+from llm.health import ProviderHealth
+from llm.service import LLMService
 from llm.types import ChatRequest, ProviderUnavailable
+from observability import metrics
 from storage.cipher import ConfigCipher
 from tests.support import make_settings
 from tests.waiting import async_wait_until
@@ -163,3 +168,25 @@ async def test_without_base_url_the_services_url_is_called_with_the_community_ke
         async with pool.lease(CommunityEndpoint("ollama", None, CIPHER.encrypt("sk-own"))):
             pass
     await pool.aclose()
+
+
+async def test_community_calls_take_the_services_concurrency_slots(fake_openai, fake_ollama):
+    settings = make_settings(ollama=fake_ollama, allowed_upstream_hosts="127.0.0.1")
+    ollama = build_provider("ollama", settings)
+    pool = EndpointPool(settings, 4, CIPHER.decrypt)
+    llm = LLMService({"ollama": ollama}, {"ollama": CircuitBreaker("ollama")}, ProviderHealth({"ollama": ollama}, 60),
+                     "ollama", None, max_concurrent=1, endpoints=pool)
+    inflight = lambda: metrics.REGISTRY.get_sample_value("ai_inflight_provider_calls")  # noqa: E731
+    before = inflight()
+    fake_openai.delay = 30  # the community's call holds the only slot until released
+    community = asyncio.create_task(llm.complete(llm.attempts(REQUEST, endpoint=endpoint(fake_openai))))
+    await async_wait_until(lambda: fake_openai.calls == 1, message="the community call reached its endpoint")
+    service = asyncio.create_task(llm.complete(llm.attempts(REQUEST)))
+    for _ in range(5):  # let the service call run up to the slot
+        await asyncio.sleep(0)
+    assert inflight() == before + 1 and not service.done() and fake_ollama.calls == 0
+    fake_openai.release()
+    assert (await community).provider == "waddleai"
+    assert (await service).provider == "ollama" and fake_ollama.calls == 1
+    await pool.aclose()
+    await ollama.aclose()
