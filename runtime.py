@@ -1,7 +1,8 @@
 """The one composition root: everything the service runs with, built from `Settings`.
 
 `Runtime(settings)` builds every object (no I/O): one long-lived client per upstream (the LLM
-providers, the router), the breakers, the stores (in memory, or PostgreSQL with DATABASE_URL),
+providers, the router; communities' own endpoints get theirs from a bounded pool, llm/endpoints.py),
+the breakers, the stores (in memory, or PostgreSQL with DATABASE_URL),
 the rate limiters, the reply pipeline and its workers. `start()` starts the background work
 (database pool, workers, health probes); `drain()` stops taking work and lets what is accepted
 finish (SHUTDOWN_GRACE_S); `stop()` drains, then closes everything. The app runs `start()` in its
@@ -28,6 +29,7 @@ from interactions.rate_limits import ReplyRateLimiter
 from interactions.reply import ReplyPipeline
 from interactions.workers import WorkerPool
 from llm.breaker import CircuitBreaker
+from llm.endpoints import EndpointPool
 from llm.factory import build_provider
 from llm.health import ProviderHealth
 from llm.service import LLMService
@@ -92,8 +94,10 @@ class Runtime:
         self.breakers = {name: CircuitBreaker(name, s.breaker_failure_threshold, s.breaker_reset_s,
                                               on_transition=_on_transition) for name in names}
         self.health = ProviderHealth(self.providers, s.health_check_interval_s)
+        self.endpoints = EndpointPool(s, s.community_endpoints_max, self.cipher.decrypt if self.cipher else None,
+                                      on_transition=_on_transition)
         self.llm = LLMService(self.providers, self.breakers, self.health, s.ai_provider, s.fallback_provider,
-                              s.max_concurrent_requests)
+                              s.max_concurrent_requests, self.endpoints)
         self.router = RouterClient.from_settings(s)
         self.completion_limiter = KeyRateLimiter(s.completions_rate_per_min)
         self.catalog = ModelCatalog(fetch_timeout_s=min(5.0, s.request_timeout))
@@ -166,6 +170,7 @@ class Runtime:
         await self.catalog.aclose()
         for provider in self.providers.values():
             await provider.aclose()
+        await self.endpoints.aclose()
         await self.router.aclose()
         await self.queue.aclose()
         if self.postgres is not None:

@@ -9,8 +9,9 @@ PostgreSQL) is storage/community_config.py.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from config.settings import Settings
 
@@ -52,6 +53,33 @@ class TriggerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CommunityEndpoint:
+    """The LLM endpoint a community's calls go to first (llm/endpoints.py builds its client):
+    its provider, its own `base_url` (None: the service's URL for that provider) and its api key
+    as stored, encrypted (decrypted only to build the client). Never printed with the key."""
+
+    provider: str
+    base_url: str | None
+    api_key_encrypted: str | None = field(default=None, repr=False)
+
+
+def redact_url(url: str | None) -> str | None:
+    """A URL as an endpoint may show it: credentials, query and fragment replaced by `***`.
+    (Rows stored before `base_url` was validated may carry them.)"""
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+    except ValueError:
+        return "***"
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "",
+                       "***" if parts.fragment else ""))
+
+
+@dataclass(frozen=True, slots=True)
 class EffectiveConfig:
     provider: str
     model: str | None  # None → the provider's default model
@@ -61,12 +89,20 @@ class EffectiveConfig:
     user_cooldown_s: float
     channel_max_replies_per_min: int
     triggers: TriggerConfig
-    base_url: str | None = None  # stored per community; not used for calls yet (README)
-    api_key_set: bool = False  # the key itself never leaves the store
+    base_url: str | None = None  # the community's own endpoint (see `endpoint`)
+    api_key_set: bool = False
+    api_key_encrypted: str | None = field(default=None, repr=False)  # never shown (`public()`)
+
+    @property
+    def endpoint(self) -> CommunityEndpoint | None:
+        """The community's own endpoint when it set a `base_url` or an api key, else None."""
+        if self.base_url is None and self.api_key_encrypted is None:
+            return None
+        return CommunityEndpoint(self.provider, self.base_url, self.api_key_encrypted)
 
     def public(self) -> dict[str, Any]:
         out = {name: getattr(self, name) for name in OVERRIDABLE}
-        out["base_url"] = self.base_url
+        out["base_url"] = redact_url(self.base_url)
         out["api_key_set"] = self.api_key_set
         out["triggers"] = {
             "bot_name": self.triggers.bot_name,
@@ -109,6 +145,7 @@ def apply_overrides(base: EffectiveConfig, overrides: dict[str, Any] | None) -> 
         changes["base_url"] = overrides["base_url"]
     if overrides.get("api_key_encrypted"):
         changes["api_key_set"] = True
+        changes["api_key_encrypted"] = overrides["api_key_encrypted"]
     triggers = {k: _trigger_value(k, v) for k, v in (overrides.get("triggers") or {}).items()
                 if k in TRIGGER_FIELDS and v is not None}
     if triggers:
@@ -135,8 +172,11 @@ def merge_overrides(current: dict[str, Any] | None, changes: dict[str, Any]) -> 
 
 
 def shown(overrides: dict[str, Any] | None) -> dict[str, Any]:
-    """An override record as an endpoint may show it: the encrypted key becomes `api_key_set`."""
+    """An override record as an endpoint may show it: the encrypted key becomes `api_key_set`,
+    the `base_url` shows no credentials."""
     record = {k: v for k, v in (overrides or {}).items() if k != "api_key_encrypted"}
+    if record.get("base_url"):
+        record["base_url"] = redact_url(record["base_url"])
     record["api_key_set"] = bool((overrides or {}).get("api_key_encrypted"))
     return record
 

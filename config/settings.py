@@ -102,6 +102,8 @@ class Settings(BaseSettings):
     breaker_failure_threshold: int = Field(5, ge=1)
     breaker_reset_s: float = Field(30, gt=0)
     health_check_interval_s: float = Field(15, gt=0)
+    allowed_upstream_hosts: CsvList = []  # hosts a community's base_url may name despite the address rules
+    community_endpoints_max: int = Field(32, ge=1)  # long-lived clients of community endpoints kept
 
     # --- router (§6) ----------------------------------------------------------------------
     router_api_url: str = "http://router-service:8000/api/v1/router"
@@ -136,7 +138,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "platforms", "greeting_triggers", "farewell_triggers", "question_triggers",
-        "event_response_types", mode="before",
+        "event_response_types", "allowed_upstream_hosts", mode="before",
     )
     @classmethod
     def _split_lower(cls, value: object) -> object:

@@ -178,7 +178,7 @@ class ReplyPipeline:
     async def _complete(self, req: InteractionRequest, cfg: EffectiveConfig, request: ChatRequest) -> ChatResult:
         """One LLM answer through the breakers and failover (llm/service.py), its usage recorded."""
         preferred = cfg.provider if cfg.provider in self.llm.providers else None
-        result = await self.llm.complete(self.llm.attempts(request, preferred))
+        result = await self.llm.complete(self.llm.attempts(request, preferred, cfg.endpoint))
         await self.usage.record(req.community_id, result.provider, result.model,
                                 result.prompt_tokens, result.completion_tokens)
         return result

@@ -60,7 +60,10 @@ class OllamaProvider:
 
     def __init__(self, url: str, model: str = "llama3.2", timeout: float = 30.0, *,
                  verify: bool | str | ssl.SSLContext = True, connect_timeout: float = 5.0,
-                 health_timeout: float = 3.0) -> None:
+                 health_timeout: float = 3.0, api_key: str | None = None,
+                 follow_redirects: bool = True) -> None:
+        """`api_key`: sent as `Authorization: Bearer` (an Ollama behind an authenticating proxy);
+        `follow_redirects=False` for a community's endpoint (a redirect could lead anywhere)."""
         self.url = url.rstrip("/")
         self.default_model = model
         self.timeout = timeout
@@ -71,6 +74,8 @@ class OllamaProvider:
             host=self.url, transport=AiohttpTransport(verify=verify),  # llm/http.py
             event_hooks={"request": [_add_headers]},
             timeout=httpx.Timeout(timeout, connect=min(connect_timeout, timeout)),
+            headers={"Authorization": f"Bearer {api_key}"} if api_key else None,
+            follow_redirects=follow_redirects,
         )
 
     @classmethod

@@ -6,22 +6,29 @@ the first attempt that succeeds, trying later ones only when usable (breaker not
 probe not failed), and raises the first attempt's `ProviderError` when nobody answered; deciding on
 canned replies is the caller's business. `stream_first()` fails over only BEFORE the first chunk. Every streamed call is counted exactly once in
 `ai_provider_requests_total` (success, an error kind, or `cancelled` when the consumer stopped).
+
+A community's own endpoint (llm/endpoints.py) is an attempt like a provider name: `attempts(...,
+endpoint=)` puts it first and the service's providers after it (they answer with their own default
+model); its call runs on the pooled client under that client's breaker and the same concurrency cap.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from contextlib import aclosing
-from dataclasses import dataclass
+from contextlib import aclosing, asynccontextmanager
+from dataclasses import dataclass, replace
 from typing import AsyncIterator
 
+from config.community import CommunityEndpoint
 from llm.types import ChatRequest, ChatResult, Provider, ProviderError, ProviderUnavailable, StreamChunk
 from observability import metrics
 from llm.breaker import CircuitBreaker
+from llm.endpoints import EndpointPool
 from llm.health import ProviderHealth
 
-Attempt = tuple[str, ChatRequest]  # (provider name, request for that provider)
+# (a provider name or, for complete() only, a community endpoint; the request for it)
+Attempt = tuple[str | CommunityEndpoint, ChatRequest]
 
 
 @dataclass(slots=True)
@@ -35,8 +42,9 @@ class StreamStats:
 class LLMService:
     def __init__(self, providers: dict[str, Provider], breakers: dict[str, CircuitBreaker],
                  health: ProviderHealth, primary: str, fallback: str | None,
-                 max_concurrent: int) -> None:
+                 max_concurrent: int, endpoints: EndpointPool | None = None) -> None:
         self.providers = providers
+        self.endpoints = endpoints
         self.breakers = breakers
         self.health = health
         self.primary = primary
@@ -45,7 +53,9 @@ class LLMService:
         self._slots = asyncio.Semaphore(max_concurrent)
         self.active_streams = 0  # provider streams open right now
 
-    def usable(self, name: str) -> bool:
+    def usable(self, name: str | CommunityEndpoint) -> bool:
+        if isinstance(name, CommunityEndpoint):
+            return self.endpoints is not None and self.endpoints.usable(name)
         return self.breakers[name].available and self.health.status(name) is not False
 
     def order(self, preferred: str | None = None) -> list[str]:
@@ -56,9 +66,15 @@ class LLMService:
                 names.append(other)
         return names
 
-    def attempts(self, request: ChatRequest, preferred: str | None = None) -> list[Attempt]:
-        """The same request to each provider in failover order (`preferred` first, if configured)."""
-        return [(name, request) for name in self.order(preferred)]
+    def attempts(self, request: ChatRequest, preferred: str | None = None,
+                 endpoint: CommunityEndpoint | None = None) -> list[Attempt]:
+        """The same request to each provider in failover order (`preferred` first, if configured).
+        With a community `endpoint` (and the pool), it goes first; the providers after it get the
+        request with their own default model (the community's model names one of its endpoint)."""
+        if endpoint is None or self.endpoints is None:
+            return [(name, request) for name in self.order(preferred)]
+        service = replace(request, model=None)
+        return [(endpoint, request)] + [(name, service) for name in self.order(preferred)]
 
     async def complete(self, attempts: list[Attempt], spent: list[float] | None = None) -> ChatResult:
         """The first attempt that answers (later ones only when usable). Raises the FIRST attempt's
@@ -74,9 +90,25 @@ class LLMService:
         assert error is not None
         raise error
 
-    async def _call(self, name: str, request: ChatRequest, spent: list[float] | None = None) -> ChatResult:
-        provider = self.providers[name]
-        breaker = self.breakers[name]
+    async def _call(self, target: str | CommunityEndpoint, request: ChatRequest,
+                    spent: list[float] | None = None) -> ChatResult:
+        async with self._resolve(target) as (name, provider, breaker):
+            return await self._call_provider(name, provider, breaker, request, spent)
+
+    @asynccontextmanager
+    async def _resolve(self, target: str | CommunityEndpoint
+                       ) -> AsyncIterator[tuple[str, Provider, CircuitBreaker]]:
+        """(name, provider, breaker) of one attempt: a service provider, or a community endpoint's
+        pooled client, leased for the call (never closed under it)."""
+        if not isinstance(target, CommunityEndpoint):
+            yield target, self.providers[target], self.breakers[target]
+            return
+        assert self.endpoints is not None
+        async with self.endpoints.lease(target) as client:
+            yield client.name, client.provider, client.breaker
+
+    async def _call_provider(self, name: str, provider: Provider, breaker: CircuitBreaker, request: ChatRequest,
+                             spent: list[float] | None = None) -> ChatResult:
         if not breaker.available:  # fail fast: don't queue for a slot only to be refused
             raise ProviderUnavailable(f"{name} circuit breaker is open", provider=name)
         model = request.model or provider.default_model

@@ -69,7 +69,8 @@ class WaddleAIProvider:
 
     def __init__(self, base_url: str, model: str = "auto", timeout: float = 30.0, *,
                  api_key: str | None = None, preferred_model: str | None = None,
-                 connect_timeout: float = 5.0, health_timeout: float = 3.0) -> None:
+                 connect_timeout: float = 5.0, health_timeout: float = 3.0,
+                 follow_redirects: bool = True) -> None:
         root = base_url.rstrip("/")
         self.root = root[:-3] if root.endswith("/v1") else root
         self.default_model = model
@@ -80,7 +81,8 @@ class WaddleAIProvider:
         http_timeout = openai.Timeout(timeout, connect=min(connect_timeout, timeout))
         self._client = openai.AsyncOpenAI(
             base_url=f"{self.root}/v1", api_key=api_key or NO_KEY, max_retries=0, timeout=http_timeout,
-            default_headers=headers, http_client=openai.DefaultAioHttpClient(timeout=http_timeout),
+            default_headers=headers,
+            http_client=openai.DefaultAioHttpClient(timeout=http_timeout, follow_redirects=follow_redirects),
         )
 
     @classmethod

@@ -2,7 +2,9 @@
 
 - `GET/PUT /api/v1/ai/config[?community_id=N]`: the effective configuration and the community's own
   overrides; PUT changes them (global ones without community_id). Provider API keys are encrypted
-  with CONFIG_ENCRYPTION_KEY and only ever shown as `api_key_set`.
+  with CONFIG_ENCRYPTION_KEY and only ever shown as `api_key_set`. A `base_url` must pass
+  llm/upstream.py (no credentials, no loopback/private/link-local/metadata host unless
+  ALLOWED_UPSTREAM_HOSTS names it): else 400 naming `base_url`.
 - `DELETE /api/v1/ai/context/{platform}/{user_id}`: forget a user (context and queued interactions).
 - `GET /api/v1/ai/usage?community_id=&since=`: token usage rows and totals.
 """
@@ -24,6 +26,7 @@ from web.models import ErrorResponse
 from web.state import runtime
 from observability import metrics
 from config.community import shown
+from llm.upstream import allowed_hosts, url_problem
 from observability.logs import get_logger, hash_user
 from storage.usage import totals
 
@@ -54,6 +57,11 @@ def _parse(model: type[BaseModel], data: Any) -> Any:
         return model.model_validate(data)
     except ValidationError as exc:
         raise from_validation_error(exc) from None
+
+
+def _invalid(field: str, message: str) -> ApiError:
+    return ApiError(400, "validation_error", f"Invalid field(s): {field}",
+                    [{"field": field, "type": "value_error", "message": message}])
 
 
 async def _config_answer(community_id: int | None) -> dict[str, Any]:
@@ -88,11 +96,16 @@ async def put_config() -> Response:
     except ValidationError as exc:
         raise from_validation_error(exc) from None
     changes = update.changes()
+    if changes.get("base_url") is not None:
+        if problem := await url_problem(changes["base_url"], allowed_hosts(rt.settings.allowed_upstream_hosts)):
+            raise _invalid("base_url", problem)
     if changes.get("provider") and changes["provider"] not in rt.providers:
-        configured = ", ".join(sorted(rt.providers))
-        raise ApiError(400, "validation_error", "Invalid field(s): provider", [{
-            "field": "provider", "type": "value_error",
-            "message": f"not configured on this service (AI_PROVIDER/FALLBACK_PROVIDER): use {configured}"}])
+        base_url = (changes["base_url"] if "base_url" in changes
+                    else (await rt.config_source.effective(query.community_id)).base_url)
+        if base_url is None:  # a provider the service does not run needs the community's own endpoint
+            configured = ", ".join(sorted(rt.providers))
+            raise _invalid("provider", f"not configured on this service (AI_PROVIDER/FALLBACK_PROVIDER): use "
+                                       f"{configured}, or set base_url to the community's own endpoint")
     if "api_key" in changes:
         secret = changes.pop("api_key")
         if secret is not None and rt.cipher is None:

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from interactions.model import COMMUNITY_ID_MAX, NUL_MESSAGE
+from llm.upstream import syntax_problem
 
 
 def _no_nul(value: str | None) -> str | None:
@@ -55,8 +56,9 @@ class ConfigUpdate(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
+        """The URL's own rules (llm/upstream.py); its host's addresses are checked by the handler."""
+        if value is not None and (problem := syntax_problem(value)):
+            raise ValueError(problem)
         return value.rstrip("/") if value else value
 
     def changes(self) -> dict[str, Any]:

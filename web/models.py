@@ -42,6 +42,7 @@ class ReadyResponse(BaseModel):
     reason: str | None
     draining: bool
     providers: dict[str, dict[str, Any]]
+    community_endpoints: dict[str, dict[str, Any]] = {}  # name → breaker, inflight (llm/endpoints.py)
 
 
 class StatusData(BaseModel):
@@ -51,6 +52,7 @@ class StatusData(BaseModel):
     fallback_provider: str | None
     model: str
     providers: dict[str, dict[str, Any]]
+    community_endpoints: dict[str, dict[str, Any]] = {}
     queue_depth: int
     inflight: int
     draining: bool

@@ -35,7 +35,8 @@ async def health() -> Response:
 @document_response(ReadyResponse, 503)
 async def ready() -> tuple[Response, int]:
     ok, reason = await runtime().ready()
-    body = {"ready": ok, "reason": reason, "draining": runtime().draining, "providers": _providers()}
+    body = {"ready": ok, "reason": reason, "draining": runtime().draining, "providers": _providers(),
+            "community_endpoints": runtime().endpoints.snapshot()}
     return jsonify(body), 200 if ok else 503
 
 
@@ -50,7 +51,7 @@ async def status() -> Response:
         "data": {
             "module": MODULE_NAME, "version": VERSION, "provider": s.ai_provider,
             "fallback_provider": s.fallback_provider, "model": model,
-            "providers": _providers(), "queue_depth": rt.queue.depth(), "inflight": rt.workers.inflight,
+            "providers": _providers(), "community_endpoints": rt.endpoints.snapshot(), "queue_depth": rt.queue.depth(), "inflight": rt.workers.inflight,
             "draining": rt.draining, "durable": rt.queue.durable,
         },
     })

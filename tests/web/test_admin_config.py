@@ -123,7 +123,8 @@ def test_malformed_json_is_a_400(app):
 
 def test_an_api_key_is_stored_encrypted_and_never_shown_nor_logged(fake_ollama, fake_router):
     settings = make_settings(ollama=fake_ollama, router=fake_router, admin_api_keys=ADMIN_KEY,
-                             config_encryption_key=FERNET_KEY)
+                             config_encryption_key=FERNET_KEY,
+                             allowed_upstream_hosts="llm.example.com")  # not resolved: no DNS here
     with recorded_logs(admin) as logs, running_app(settings) as app:
         check_secret_handling(app)
     assert "configuration updated" in logs.text()
