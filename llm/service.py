@@ -6,20 +6,29 @@ the first attempt that succeeds, trying later ones only when usable (breaker not
 probe not failed), and raises the first attempt's `ProviderError` when nobody answered; deciding on
 canned replies is the caller's business. `stream_first()` fails over only BEFORE the first chunk. Every streamed call is counted exactly once in
 `ai_provider_requests_total` (success, an error kind, or `cancelled` when the consumer stopped).
+
+Every call runs under `_guarded()`: the endpoint's breaker, then the model's (llm/breaker.py
+ModelBreakers: a model's quota or rate limit never opens the breaker of the provider's other
+models), and an upstream that rejects our own configuration (ProviderMisconfigured) is logged
+once per endpoint, as an error, until it answers again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from contextlib import aclosing
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from typing import AsyncIterator
 
-from llm.types import ChatRequest, ChatResult, Provider, ProviderError, ProviderUnavailable, StreamChunk
+from llm.types import (ChatRequest, ChatResult, Provider, ProviderError, ProviderMisconfigured,
+                       ProviderUnavailable, StreamChunk)
 from observability import metrics
-from llm.breaker import CircuitBreaker
+from observability.logs import get_logger
+from llm.breaker import CircuitBreaker, ModelBreakers
 from llm.health import ProviderHealth
+
+log = get_logger(__name__)
 
 Attempt = tuple[str, ChatRequest]  # (provider name, request for that provider)
 
@@ -44,6 +53,8 @@ class LLMService:
         self.max_concurrent = max_concurrent
         self._slots = asyncio.Semaphore(max_concurrent)
         self.active_streams = 0  # provider streams open right now
+        self.model_breakers = ModelBreakers()
+        self._misconfigured: set[str] = set()  # endpoints whose refusal of our configuration was logged
 
     def usable(self, name: str) -> bool:
         return self.breakers[name].available and self.health.status(name) is not False
@@ -84,7 +95,7 @@ class LLMService:
             metrics.inflight_provider_calls.inc()
             started = time.perf_counter()
             try:
-                async with breaker.guard():
+                async with self._guarded(breaker, model):
                     try:
                         result = await provider.chat(request)
                     finally:
@@ -156,7 +167,8 @@ class LLMService:
             first = True
             result = "cancelled"  # unless it ends otherwise: the consumer stopped early
             try:
-                async with breaker.guard(), aclosing(provider.stream(request)) as parts:
+                async with self._guarded(breaker, request.model or provider.default_model), \
+                        aclosing(provider.stream(request)) as parts:
                     async for chunk in parts:
                         if first:
                             first = False
@@ -185,3 +197,25 @@ class LLMService:
                 metrics.provider_requests_total.labels(name, label, result).inc()
                 if result == "success":
                     metrics.provider_latency.labels(name, label).observe(time.perf_counter() - started)
+
+    @asynccontextmanager
+    async def _guarded(self, breaker: CircuitBreaker, model: str) -> AsyncIterator[None]:
+        """The endpoint's breaker (endpoint-scoped failures), then `model`'s (model-scoped ones)."""
+        try:
+            async with breaker.guard(), self.model_breakers.guard(breaker, model):
+                yield
+        except ProviderMisconfigured as exc:
+            self._report_misconfigured(breaker.name, exc)
+            raise
+        else:
+            self._misconfigured.discard(breaker.name)
+
+    def _report_misconfigured(self, endpoint: str, exc: ProviderMisconfigured) -> None:
+        """Once per endpoint until it answers again: callers get 502, chat gets the fallback."""
+        if endpoint in self._misconfigured:
+            return
+        self._misconfigured.add(endpoint)
+        log.error("the LLM provider rejects this service's own configuration (its credentials, headers or "
+                  "URL): fix the provider's settings (docs/configuration.md); logged once until it answers",
+                  action="provider_misconfigured", provider=exc.provider, status=exc.status,
+                  error=str(exc)[:300])
