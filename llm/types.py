@@ -111,11 +111,14 @@ _NO_SUCH_MODEL = re.compile(
     r"|\bmodel\b[^.\n]{0,200}?\b(?:does not exist|not found)",
     re.IGNORECASE,
 )
-# A 4xx about the headers WE send (the caller's headers never go upstream): Portkey's gateway answers
-# 400 {"status": "failure", "message": "Either x-portkey-config or x-portkey-provider header is required"}
-# (also "Invalid provider passed", "Invalid config passed", "Invalid custom host" for its headers).
-_OUR_HEADERS = re.compile(
-    r"\bheaders?\b|\bx-portkey-|invalid (?:provider|config) passed|invalid custom host", re.IGNORECASE)
+# A 4xx about what WE send besides the request (the caller's headers never go upstream): Portkey's
+# gateway answers 400 {"status": "failure", "message": "Either x-portkey-config or x-portkey-provider
+# header is required"} (also "Invalid provider passed", "Invalid config passed", "Invalid custom host"
+# for its headers); a LiteLLM proxy without a database answers a key other than its master key with
+# 400 "No connected db." (with one, 401).
+_OUR_SETUP = re.compile(
+    r"\bheaders?\b|\bx-portkey-|invalid (?:provider|config) passed|invalid custom host|no connected db",
+    re.IGNORECASE)
 _MENTIONS_MODEL = re.compile(r"\bmodels?\b", re.IGNORECASE)
 
 
@@ -128,7 +131,7 @@ def status_error(provider: str, status: int, message: str, model: str, code: str
     """An upstream's error status (`message` carries the upstream's own words, `code` its error code):
 
     - "no such model" in any status, or a 404 that names a model → ModelNotFound (404 to callers);
-    - 401/403, a 4xx about our headers, or a bare 404 (no API at our URL) → ProviderMisconfigured
+    - 401/403, a 4xx about our headers or key, or a bare 404 (no API at our URL) → ProviderMisconfigured
       (502), counted for the breaker (model-scoped when the refusal names a model: a key without
       access to that model);
     - 429 (a model's quota or rate limit) → counted, model-scoped;
@@ -137,7 +140,7 @@ def status_error(provider: str, status: int, message: str, model: str, code: str
     if says_no_such_model(message, code) or (status == 404 and _MENTIONS_MODEL.search(message)):
         return ModelNotFound(f"model {model!r} not found: {message}", provider=provider, model=model)
     if status in (401, 403, 404) or (400 <= status < 500 and status not in (408, 429)
-                                     and _OUR_HEADERS.search(message)):
+                                     and _OUR_SETUP.search(message)):
         scope = MODEL if status in (401, 403) and _MENTIONS_MODEL.search(message) else ENDPOINT
         return ProviderMisconfigured(message, provider=provider, status=status, scope=scope)
     if status == 429:

@@ -150,3 +150,12 @@ def test_failover_from_a_dead_ollama_on_the_interaction_path(litellm_proxy, fake
     data = reply["response_data"]
     assert (data["provider"], data["model"], data["fallback"]) == ("waddleai", "mock-answer", False)
     assert ANSWER in reply["chat_message"]
+
+
+def test_a_key_litellm_refuses_is_a_502_not_the_callers_fault(litellm_proxy):
+    wrong = json.dumps({"x-litellm-api-key": "Bearer sk-not-the-master-key"})
+    with running_app(settings(litellm_proxy, waddleai_extra_headers=wrong)) as app, client(app) as sdk:
+        wait_until(lambda: app.runtime.health.status("waddleai") is False, message="waddleai unhealthy")
+        with pytest.raises(openai.InternalServerError) as caught:
+            sdk.chat.completions.create(model="mock-answer", messages=MESSAGES)
+        assert (caught.value.status_code, caught.value.code) == (502, "upstream_misconfigured")

@@ -28,6 +28,7 @@ TABLE = [
      ProviderMisconfigured, "misconfigured", True, MODEL),
     (400, PORTKEY_MISSING, None, ProviderMisconfigured, "misconfigured", True, ENDPOINT),
     (400, "Invalid provider passed", None, ProviderMisconfigured, "misconfigured", True, ENDPOINT),  # Portkey
+    (400, "No connected db.", "400", ProviderMisconfigured, "misconfigured", True, ENDPOINT),  # LiteLLM, wrong key
     (404, 'Error code: 404 - {"detail": "Not Found"}', None, ProviderMisconfigured, "misconfigured", True,
      ENDPOINT),  # a bare 404: no API at our URL
     (429, "Rate limit reached for model-a", "rate_limit_exceeded", None, "bad_status", True, MODEL),
