@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install bench soak audit clean
+.PHONY: run test test-integration install bench soak audit clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,20 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The app against a REAL LiteLLM proxy (tests/integration/, not part of `make test`; about a minute
+# the first time: litellm[proxy] pinned in requirements-integration.txt goes into its own venv).
+LITELLM_VENV  := .venv-litellm
+LITELLM_STAMP := $(LITELLM_VENV)/.installed
+
+$(LITELLM_STAMP): requirements-integration.txt
+	$(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LITELLM_VENV)/bin/python -m pip install --quiet -r requirements-integration.txt
+	touch $(LITELLM_STAMP)
+
+test-integration: $(STAMP) $(LITELLM_STAMP)
+	LITELLM_BIN=$(CURDIR)/$(LITELLM_VENV)/bin/litellm $(PY) -m pytest -q tests/integration $(PYTEST_ARGS)
 
 # Benchmarks (≈ 10 min; BENCH_ARGS="--quick", "--only ack", "--against HEAD~1", "--server uvicorn"):
 # see BENCHMARKS.md. wrk is installed when missing and we are root; else the bench's own driver is used.
@@ -45,4 +59,4 @@ audit: $(STAMP)
 	$(PY) .ci/audit.py requirements.txt
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(LITELLM_VENV) .pytest_cache

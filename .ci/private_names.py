@@ -50,7 +50,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SKIP_DIRS = {".venv", "venv", "node_modules", "build", "dist", "__pycache__"}
+SKIP_DIRS = {".venv", ".venv-litellm", "venv", "node_modules", "build", "dist", "__pycache__"}
 NAMEDTUPLE_API = {"_replace", "_asdict", "_fields", "_make", "_field_defaults"}
 ATTR_BUILTINS = {"getattr", "hasattr", "setattr", "delattr"}
 STDLIB, THIRD, OWN = "stdlib", "third-party", "own"

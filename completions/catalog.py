@@ -6,6 +6,11 @@ most `fetch_timeout_s`; after that it answers with what is known (the last good 
 just the configured default models) while the fetch finishes in the background, bounded by the
 provider's own timeout. A provider whose breaker is open or whose last health probe failed is
 not asked. A failed fetch is retried after `retry_s`, not on every request.
+
+Bounded: a provider's listing keeps at most `max_per_provider` ids (MAX_LISTED_MODELS, in the
+upstream's order; a proxy may serve thousands), each a non-empty string of at most MAX_MODEL_ID
+characters; the rest is dropped with a warning. A model the upstream serves beyond the cap can still
+be called by name; only `GET /models/{id}` does not know it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from typing import Any, Callable
 from observability.logs import get_logger
 
 log = get_logger(__name__)
+
+MAX_LISTED_MODELS = 500  # per provider
+MAX_MODEL_ID = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +40,9 @@ class ModelEntry:
 
 class ModelCatalog:
     def __init__(self, ttl_s: float = 60.0, fetch_timeout_s: float = 5.0, retry_s: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, max_per_provider: int = MAX_LISTED_MODELS) -> None:
         self.ttl_s = ttl_s
+        self.max_per_provider = max_per_provider
         self.fetch_timeout_s = fetch_timeout_s
         self.retry_s = retry_s
         self._clock = clock
@@ -79,7 +88,11 @@ class ModelCatalog:
             log.warning("model listing failed", action="list_models", provider=name, result="error",
                         error=str(exc)[:200])
             return
-        self._listed[name] = [i for i in ids if isinstance(i, str) and i]
+        valid = list(dict.fromkeys(i for i in ids if isinstance(i, str) and 0 < len(i) <= MAX_MODEL_ID))
+        if len(valid) > self.max_per_provider:
+            log.warning("model listing cut to its first models", action="list_models", provider=name,
+                        result="truncated", listed=len(valid), kept=self.max_per_provider)
+        self._listed[name] = valid[:self.max_per_provider]
         self._next_fetch[name] = self._clock() + self.ttl_s
 
     def _build(self, llm: Any) -> list[ModelEntry]:

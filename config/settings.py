@@ -6,6 +6,7 @@ List variables are comma-separated (`PLATFORMS=twitch,discord`).
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Literal
 
@@ -18,6 +19,9 @@ MODULE_NAME = "ai_interaction_module"
 CsvList = Annotated[list[str], NoDecode]
 _URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 ProviderName = Literal["ollama", "waddleai"]
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP token (RFC 9110)
+MIN_SCRUBBED_HEADER_VALUE = 8
+_TRANSPORT_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "content-type"}
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are WaddleBot, a friendly, upbeat assistant in a live-stream chat. "
@@ -99,6 +103,8 @@ class Settings(BaseSettings):
     waddleai_api_key: SecretStr | None = None
     waddleai_model: str = "auto"
     waddleai_preferred_model: str | None = None
+    # a JSON object of headers for every WaddleAI call (Portkey: x-portkey-provider); values are secrets
+    waddleai_extra_headers: Annotated[dict[str, SecretStr], NoDecode] = {}
     breaker_failure_threshold: int = Field(5, ge=1)
     breaker_reset_s: float = Field(30, gt=0)
     health_check_interval_s: float = Field(15, gt=0)
@@ -172,6 +178,29 @@ class Settings(BaseSettings):
     def _empty_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("waddleai_extra_headers", mode="before")
+    @classmethod
+    def _headers_object(cls, value: object) -> object:
+        """A JSON object of header name → string value; the message never repeats a value."""
+        if isinstance(value, str):
+            if not value.strip():
+                return {}
+            try:
+                value = json.loads(value)
+            except ValueError as exc:
+                raise ValueError(f"must be a JSON object of header names to values ({exc})") from None
+        if not isinstance(value, dict):
+            raise ValueError('must be a JSON object, e.g. {"x-portkey-provider": "openai"}')
+        for name, item in value.items():
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"{name!r} is not a valid header name")
+            if name.lower() in _TRANSPORT_HEADERS:
+                raise ValueError(f"{name!r} is set by the HTTP client and cannot be overridden")
+            text = item.get_secret_value() if isinstance(item, SecretStr) else item
+            if not isinstance(text, str) or any(c in text for c in "\r\n\0"):
+                raise ValueError(f"the value of {name!r} must be a string on one line")
+        return value
+
     @field_validator("router_api_url", "waddleai_base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
@@ -200,6 +229,9 @@ class Settings(BaseSettings):
         found: list[str] = []
         for value in self.__dict__.values():
             items = value if isinstance(value, list) else [value]
+            if isinstance(value, dict):  # WADDLEAI_EXTRA_HEADERS: a value as short as "openai" is no
+                # key, and scrubbing it would blank that word in every log line
+                items = [v for v in value.values() if len(v.get_secret_value()) >= MIN_SCRUBBED_HEADER_VALUE]
             found += [v.get_secret_value() for v in items if isinstance(v, SecretStr)]
         return [v for v in found if v]
 
@@ -211,6 +243,8 @@ class Settings(BaseSettings):
                 isinstance(value, list) and value and isinstance(value[0], SecretStr)
             ):
                 out[name] = "set" if value else "unset"
+            elif isinstance(value, dict):
+                out[name] = sorted(value)  # header names only: their values may be keys
             elif value is None and name in {"router_service_key", "database_url"}:
                 out[name] = "unset"
             elif isinstance(value, str) and "://" in value:

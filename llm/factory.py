@@ -32,7 +32,8 @@ def build_provider(name: str, settings: Any) -> Provider:
 def build_endpoint_provider(name: str, settings: Any, base_url: str | None, api_key: str | None) -> Provider:
     """A provider for a community's endpoint: its `base_url` (None: the service's own URL for this
     provider, with the service's TLS settings and preferred model) and its `api_key` (None: none
-    sent). The default model and timeout are the service's. A community's own URL is called
+    sent). The default model and timeout are the service's; so are WADDLEAI_EXTRA_HEADERS on the
+    service's own URL. A community's own URL is called
     without following redirects: a redirect could lead to an address `base_url` may not name."""
     cls = _provider_class(name)
     own = base_url is not None
@@ -42,6 +43,11 @@ def build_endpoint_provider(name: str, settings: Any, base_url: str | None, api_
             verify = bool(settings.ollama_verify_ssl) and (settings.ollama_cert_path or True)
         return cls(base_url or settings.ollama_url, settings.ollama_model, settings.request_timeout,
                    verify=verify, api_key=api_key, follow_redirects=not own)
+    # The service's own URL also gets its WADDLEAI_EXTRA_HEADERS (a proxy such as Portkey needs them),
+    # but not an Authorization among them: the community's key is the one sent. A community's own
+    # URL gets none of them: they may hold the service's secrets.
+    headers = {} if own else {name: value.get_secret_value() for name, value
+                              in settings.waddleai_extra_headers.items() if name.lower() != "authorization"}
     return cls(base_url or settings.waddleai_base_url, settings.waddleai_model, settings.request_timeout,
                api_key=api_key, preferred_model=None if own else settings.waddleai_preferred_model,
-               follow_redirects=not own)
+               extra_headers=headers, follow_redirects=not own)

@@ -10,6 +10,11 @@ canned replies is the caller's business. `stream_first()` fails over only BEFORE
 A community's own endpoint (llm/endpoints.py) is an attempt like a provider name: `attempts(...,
 endpoint=)` puts it first and the service's providers after it (they answer with their own default
 model); its call runs on the pooled client under that client's breaker and the same concurrency cap.
+
+Every call runs under `_guarded()`: the endpoint's breaker, then the model's (llm/breaker.py
+ModelBreakers: a model's quota or rate limit never opens the breaker of the provider's other
+models), and an upstream that rejects our own configuration (ProviderMisconfigured) is logged
+once per endpoint, as an error, until it answers again.
 """
 
 from __future__ import annotations
@@ -21,11 +26,15 @@ from dataclasses import dataclass, replace
 from typing import AsyncIterator
 
 from config.community import CommunityEndpoint
-from llm.types import ChatRequest, ChatResult, Provider, ProviderError, ProviderUnavailable, StreamChunk
+from llm.types import (ChatRequest, ChatResult, Provider, ProviderError, ProviderMisconfigured,
+                       ProviderUnavailable, StreamChunk)
 from observability import metrics
-from llm.breaker import CircuitBreaker
+from observability.logs import get_logger
+from llm.breaker import CircuitBreaker, ModelBreakers
 from llm.endpoints import EndpointPool
 from llm.health import ProviderHealth
+
+log = get_logger(__name__)
 
 # (a provider name or, for complete() only, a community endpoint; the request for it)
 Attempt = tuple[str | CommunityEndpoint, ChatRequest]
@@ -52,6 +61,8 @@ class LLMService:
         self.max_concurrent = max_concurrent
         self._slots = asyncio.Semaphore(max_concurrent)
         self.active_streams = 0  # provider streams open right now
+        self.model_breakers = ModelBreakers()
+        self._misconfigured: set[str] = set()  # endpoints whose refusal of our configuration was logged
 
     def usable(self, name: str | CommunityEndpoint) -> bool:
         if isinstance(name, CommunityEndpoint):
@@ -116,7 +127,7 @@ class LLMService:
             metrics.inflight_provider_calls.inc()
             started = time.perf_counter()
             try:
-                async with breaker.guard():
+                async with self._guarded(breaker, model):
                     try:
                         result = await provider.chat(request)
                     finally:
@@ -188,7 +199,8 @@ class LLMService:
             first = True
             result = "cancelled"  # unless it ends otherwise: the consumer stopped early
             try:
-                async with breaker.guard(), aclosing(provider.stream(request)) as parts:
+                async with self._guarded(breaker, request.model or provider.default_model), \
+                        aclosing(provider.stream(request)) as parts:
                     async for chunk in parts:
                         if first:
                             first = False
@@ -217,3 +229,25 @@ class LLMService:
                 metrics.provider_requests_total.labels(name, label, result).inc()
                 if result == "success":
                     metrics.provider_latency.labels(name, label).observe(time.perf_counter() - started)
+
+    @asynccontextmanager
+    async def _guarded(self, breaker: CircuitBreaker, model: str) -> AsyncIterator[None]:
+        """The endpoint's breaker (endpoint-scoped failures), then `model`'s (model-scoped ones)."""
+        try:
+            async with breaker.guard(), self.model_breakers.guard(breaker, model):
+                yield
+        except ProviderMisconfigured as exc:
+            self._report_misconfigured(breaker.name, exc)
+            raise
+        else:
+            self._misconfigured.discard(breaker.name)
+
+    def _report_misconfigured(self, endpoint: str, exc: ProviderMisconfigured) -> None:
+        """Once per endpoint until it answers again: callers get 502, chat gets the fallback."""
+        if endpoint in self._misconfigured:
+            return
+        self._misconfigured.add(endpoint)
+        log.error("the LLM provider rejects this service's own configuration (its credentials, headers or "
+                  "URL): fix the provider's settings (docs/configuration.md); logged once until it answers",
+                  action="provider_misconfigured", provider=exc.provider, status=exc.status,
+                  error=str(exc)[:300])

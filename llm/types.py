@@ -7,6 +7,7 @@ call raises `ProviderError` (or a subclass) so the caller can count it, fail ove
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Protocol
 
@@ -85,39 +86,98 @@ class StreamChunk:
         return bool(self.text or self.tool_calls or self.logprobs)
 
 
+ENDPOINT, MODEL = "endpoint", "model"  # what a failure concerns: the whole endpoint, or one model of it
+
+
 class ProviderError(Exception):
-    """The provider failed. `counts_for_breaker` is False when the request itself was bad (4xx)."""
+    """The provider failed. `counts_for_breaker` is False when the request itself was bad (4xx).
+
+    `scope` says what a counted failure concerns: `endpoint` (connection, timeout, 5xx: the
+    provider's breaker) or `model` (that model's quota or rate limit: a breaker of that model only,
+    llm/breaker.py ModelBreakers), so one model's failures never close the provider to the others."""
 
     def __init__(
         self, message: str, *, provider: str, status: int | None = None,
-        counts_for_breaker: bool = True, kind: str = "error",
+        counts_for_breaker: bool = True, kind: str = "error", scope: str = ENDPOINT,
     ) -> None:
         super().__init__(message)
         self.provider = provider
         self.status = status
         self.counts_for_breaker = counts_for_breaker
-        self.kind = kind  # error | timeout | connect | bad_status | garbage | request | not_found
+        # error | timeout | connect | bad_status | garbage | request | not_found | misconfigured | unavailable
+        self.kind = kind
+        self.scope = scope
 
 
 class ModelNotFound(ProviderError):
     def __init__(self, message: str, *, provider: str, model: str) -> None:
-        super().__init__(message, provider=provider, status=404, counts_for_breaker=False, kind="not_found")
+        super().__init__(message, provider=provider, status=404, counts_for_breaker=False, kind="not_found",
+                         scope=MODEL)
         self.model = model
 
 
+class ProviderMisconfigured(ProviderError):
+    """The upstream rejected OUR side of the call: our credentials (401/403) or our headers (a
+    Portkey-style 400 about a missing provider header), or it does not serve the API at our URL
+    (a bare 404). The operator must fix the configuration; never the caller's fault (HTTP 502)."""
+
+    def __init__(self, message: str, *, provider: str, status: int, scope: str = ENDPOINT) -> None:
+        super().__init__(message, provider=provider, status=status, kind="misconfigured", scope=scope)
+
+
 class ProviderUnavailable(ProviderError):
-    """Raised without touching the backend: its breaker is open (or no provider is usable)."""
+    """Raised without touching the backend: its breaker is open (or no provider is usable).
+    With `model` set, only that model's breaker is open (model-scoped failures)."""
 
-    def __init__(self, message: str, *, provider: str) -> None:
-        super().__init__(message, provider=provider, counts_for_breaker=False, kind="unavailable")
+    def __init__(self, message: str, *, provider: str, model: str | None = None) -> None:
+        super().__init__(message, provider=provider, counts_for_breaker=False, kind="unavailable",
+                         scope=MODEL if model else ENDPOINT)
+        self.model = model
 
 
-def status_error(provider: str, status: int, message: str, model: str) -> ProviderError:
-    """An upstream's error status: 404 → ModelNotFound; 408/429/5xx count for the breaker; other 4xx
-    are the request's fault."""
-    if status == 404:
+# "no such model", as real upstreams say it in any status: LiteLLM (400 "Invalid model name passed
+# in model=x"), OpenAI (404 "The model `x` does not exist…", code model_not_found), vLLM (404 "The
+# model `x` does not exist."), Ollama (404 "model 'x' not found"), OpenRouter ("x is not a valid model ID").
+_NO_SUCH_MODEL = re.compile(
+    r"invalid model name|model[_ ]not[_ ]found|no such model|unknown model|not a valid model"
+    r"|\bmodel\b[^.\n]{0,200}?\b(?:does not exist|not found)",
+    re.IGNORECASE,
+)
+# A 4xx about what WE send besides the request (the caller's headers never go upstream): Portkey's
+# gateway answers 400 {"status": "failure", "message": "Either x-portkey-config or x-portkey-provider
+# header is required"} (also "Invalid provider passed", "Invalid config passed", "Invalid custom host"
+# for its headers); a LiteLLM proxy without a database answers a key other than its master key with
+# 400 "No connected db." (with one, 401).
+_OUR_SETUP = re.compile(
+    r"\bheaders?\b|\bx-portkey-|invalid (?:provider|config) passed|invalid custom host|no connected db",
+    re.IGNORECASE)
+_MENTIONS_MODEL = re.compile(r"\bmodels?\b", re.IGNORECASE)
+
+
+def says_no_such_model(message: str, code: str | None = None) -> bool:
+    return code == "model_not_found" or bool(_NO_SUCH_MODEL.search(message))
+
+
+def status_error(provider: str, status: int, message: str, model: str, code: str | None = None,
+                 ) -> ProviderError:
+    """An upstream's error status (`message` carries the upstream's own words, `code` its error code):
+
+    - "no such model" in any status, or a 404 that names a model → ModelNotFound (404 to callers);
+    - 401/403, a 4xx about our headers or key, or a bare 404 (no API at our URL) → ProviderMisconfigured
+      (502), counted for the breaker (model-scoped when the refusal names a model: a key without
+      access to that model);
+    - 429 (a model's quota or rate limit) → counted, model-scoped;
+    - 408 and 5xx → counted, endpoint-scoped; any other 4xx is the request's fault (not counted).
+    """
+    if says_no_such_model(message, code) or (status == 404 and _MENTIONS_MODEL.search(message)):
         return ModelNotFound(f"model {model!r} not found: {message}", provider=provider, model=model)
-    if 400 <= status < 500 and status not in (408, 429):
+    if status in (401, 403, 404) or (400 <= status < 500 and status not in (408, 429)
+                                     and _OUR_SETUP.search(message)):
+        scope = MODEL if status in (401, 403) and _MENTIONS_MODEL.search(message) else ENDPOINT
+        return ProviderMisconfigured(message, provider=provider, status=status, scope=scope)
+    if status == 429:
+        return ProviderError(message, provider=provider, status=status, kind="bad_status", scope=MODEL)
+    if 400 <= status < 500 and status != 408:
         return ProviderError(message, provider=provider, status=status, counts_for_breaker=False,
                              kind="request")
     return ProviderError(message, provider=provider, status=status, kind="bad_status")

@@ -5,18 +5,28 @@ One long-lived `AsyncOpenAI` client on the SDK's aiohttp client (llm/http.py); i
 (`/healthz` lives there); the API is under `<root>/v1`. Calls are `chat.completions.create()`,
 streamed ones too (`stream=True` gives the SDK's `AsyncStream` of typed chunks; it reads the SSE
 and raises on an in-band error event). Without WADDLEAI_API_KEY no Authorization header is sent.
+
+Real proxies differ (docs/design.md "Real OpenAI-compatible proxies"): WADDLEAI_EXTRA_HEADERS go
+on every call (chat, stream, model listing, health), e.g. Portkey's `x-portkey-provider`; health is
+`<root>/healthz`, or `<root>/v1/models` where that route is missing (LiteLLM, Portkey, vLLM); and
+`_map_error` reads the upstream's own words so "no such model" is ModelNotFound in any status and
+a refusal of our credentials or headers is ProviderMisconfigured (llm/types.py `status_error`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator
+import json
+from typing import Any, AsyncIterator, Mapping
 
 import httpx2
 import openai
 
 from llm.http import refused
 from llm.types import ChatRequest, ChatResult, ProviderError, StreamChunk, status_error
+from observability.logs import get_logger
+
+log = get_logger(__name__)
 
 NAME = "waddleai"
 # Sent as given when set (None: not asked for); the messages go as given too (name, tool_calls, tool_call_id).
@@ -24,13 +34,25 @@ PASSED_THROUGH = ("temperature", "max_tokens", "max_completion_tokens", "top_p",
                   "frequency_penalty", "presence_penalty", "tools", "tool_choice", "parallel_tool_calls",
                   "response_format", "logprobs", "top_logprobs")
 NO_KEY = "no-key"  # the SDK wants a key; with it, the Authorization header is dropped per call
+HEALTHZ, MODELS = "/healthz", "/v1/models"  # health routes: the first, else (404) the second
+
+
+def _upstream_words(exc: openai.APIStatusError) -> str:
+    """The upstream's own explanation: the SDK's message ("Error code: 400 - <message>"), or, when
+    its body has no `message` (Portkey-like or FastAPI `{"detail": …}` bodies), the body itself."""
+    words = exc.message
+    if words.strip() == f"Error code: {exc.status_code}" and exc.body:
+        body = exc.body if isinstance(exc.body, str) else json.dumps(exc.body, default=str)
+        words = f"{words} - {body[:500]}"
+    return words
 
 
 def _map_error(exc: Exception, model: str) -> ProviderError:
     if isinstance(exc, ProviderError):
         return exc
     if isinstance(exc, openai.APIStatusError):
-        return status_error(NAME, exc.status_code, f"waddleai answered {exc.status_code}: {exc.message}", model)
+        return status_error(NAME, exc.status_code, f"waddleai answered {exc.status_code}: {_upstream_words(exc)}",
+                            model, code=exc.code)
     if isinstance(exc, (openai.APITimeoutError, TimeoutError, httpx2.TimeoutException)) and not refused(exc):
         return ProviderError("waddleai timed out", provider=NAME, kind="timeout")
     # httpx2.TransportError: the connection broke while a stream was being read (the SDK does not wrap it)
@@ -69,6 +91,7 @@ class WaddleAIProvider:
 
     def __init__(self, base_url: str, model: str = "auto", timeout: float = 30.0, *,
                  api_key: str | None = None, preferred_model: str | None = None,
+                 extra_headers: Mapping[str, str] | None = None,
                  connect_timeout: float = 5.0, health_timeout: float = 3.0,
                  follow_redirects: bool = True) -> None:
         root = base_url.rstrip("/")
@@ -76,8 +99,13 @@ class WaddleAIProvider:
         self.default_model = model
         self.timeout = timeout
         self.health_timeout = health_timeout
-        headers = {"X-Preferred-Model": preferred_model} if preferred_model else {}
-        self._auth: dict[str, Any] = {} if api_key else {"Authorization": openai.Omit()}
+        self.health_path = HEALTHZ  # MODELS once /healthz answered 404: later probes go there at once
+        # WADDLEAI_EXTRA_HEADERS ride on every call as client default headers (values never logged);
+        # one of them may be the Authorization itself (it then replaces WADDLEAI_API_KEY's)
+        extra = dict(extra_headers or {})
+        headers = {**({"X-Preferred-Model": preferred_model} if preferred_model else {}), **extra}
+        own_auth = api_key or any(name.lower() == "authorization" for name in extra)
+        self._auth: dict[str, Any] = {} if own_auth else {"Authorization": openai.Omit()}
         http_timeout = openai.Timeout(timeout, connect=min(connect_timeout, timeout))
         self._client = openai.AsyncOpenAI(
             base_url=f"{self.root}/v1", api_key=api_key or NO_KEY, max_retries=0, timeout=http_timeout,
@@ -90,7 +118,9 @@ class WaddleAIProvider:
         key = settings.waddleai_api_key
         return cls(settings.waddleai_base_url, settings.waddleai_model, settings.request_timeout,
                    api_key=key.get_secret_value() if key is not None else None,
-                   preferred_model=settings.waddleai_preferred_model)
+                   preferred_model=settings.waddleai_preferred_model,
+                   extra_headers={name: value.get_secret_value()
+                                  for name, value in settings.waddleai_extra_headers.items()})
 
     def _params(self, request: ChatRequest, model: str) -> dict[str, Any]:
         params: dict[str, Any] = {"model": model, "messages": request.messages,
@@ -170,14 +200,27 @@ class WaddleAIProvider:
             raise _map_error(exc, self.default_model) from exc
 
     async def health(self) -> bool:
-        """GET <root>/healthz through the SDK's own HTTP client (any 2xx is healthy)."""
+        """GET <root>/healthz through the SDK's own HTTP client (any 2xx is healthy); where that
+        answers 404 (LiteLLM, Portkey, vLLM have no such route), GET <root>/v1/models instead, from
+        then on (the route is remembered, so later probes do not hit the 404 first)."""
         try:
             async with asyncio.timeout(self.health_timeout):
-                await self._client.get(f"{self.root}/healthz", cast_to=httpx2.Response,
-                                       options={"timeout": self.health_timeout, "headers": self._auth})
+                try:
+                    await self._probe(self.health_path)
+                except openai.NotFoundError:
+                    if self.health_path != HEALTHZ:
+                        raise
+                    self.health_path = MODELS
+                    log.info("waddleai has no /healthz: its health is probed on /v1/models",
+                             action="provider_health", provider=NAME)
+                    await self._probe(self.health_path)
             return True
         except Exception:
             return False
+
+    async def _probe(self, path: str) -> None:
+        await self._client.get(f"{self.root}{path}", cast_to=httpx2.Response,
+                               options={"timeout": self.health_timeout, "headers": self._auth})
 
     async def aclose(self) -> None:
         await self._client.close()

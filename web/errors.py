@@ -11,8 +11,10 @@ The OpenAI-compatible API (web/openai_api.py), in OpenAI's own shape and status 
     {"error": {"message": "...", "type": "...", "param": "messages[0].role" | null, "code": "..." | null}}
 
 400 invalid_request_error (param names the field, or a parameter the provider cannot honour),
-401 bad/missing key or VALID_API_KEYS unset, 404 unknown model or URL, 405, 413, 429 rate limit
-(Retry-After), 500 our own failure, 503 provider unavailable / breaker open / timeout / shutting down (Retry-After). Its handlers are
+401 bad/missing key or VALID_API_KEYS unset, 404 unknown model (whatever status the upstream said
+"no such model" with) or URL, 405, 413, 429 rate limit (Retry-After), 500 our own failure,
+502 upstream_misconfigured (the upstream rejected OUR credentials or headers: never blamed on the
+caller's request), 503 provider unavailable / breaker open / timeout / shutting down (Retry-After). Its handlers are
 registered on that blueprint, so those routes never answer in the other shape; the openai SDK maps
 the statuses to BadRequestError, AuthenticationError, ….
 """
@@ -28,7 +30,7 @@ from werkzeug.exceptions import HTTPException
 
 from interactions.model import NO_NUL, NUL_MESSAGE
 from llm.fidelity import UnsupportedParameter
-from llm.types import ModelNotFound, ProviderError, ProviderUnavailable
+from llm.types import ModelNotFound, ProviderError, ProviderMisconfigured, ProviderUnavailable
 from observability.logs import get_logger
 from storage.errors import StoreUnavailable
 
@@ -180,6 +182,15 @@ def from_provider(exc: ProviderError) -> OpenAIError:
                                 f"{exc.provider}.", param="model", code="model_not_found")
     if isinstance(exc, UnsupportedParameter):
         return OpenAIError(400, str(exc), param=exc.param, code=exc.code)
+    if isinstance(exc, ProviderMisconfigured):  # the upstream's words are in our log, not for callers
+        return OpenAIError(502, f"The LLM provider ({exc.provider}) refused this service's own configuration "
+                                f"(HTTP {exc.status}: its credentials, headers or URL); this is not a problem with "
+                                "your request. The service's operator must fix the provider settings.", "server_error",
+                           code="upstream_misconfigured")
+    if isinstance(exc, ProviderUnavailable) and exc.model:
+        return OpenAIError(503, f"The model `{exc.model}` on provider {exc.provider} is temporarily unavailable "
+                                "after repeated failures (quota or rate limit). Retry later.", "server_error",
+                           param="model", code="model_unavailable", headers=retry)
     if isinstance(exc, ProviderUnavailable):
         return OpenAIError(503, f"The LLM provider ({exc.provider}) is unavailable: its circuit breaker is "
                                 "open. Retry later.", "server_error", code="provider_unavailable", headers=retry)

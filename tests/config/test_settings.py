@@ -77,3 +77,28 @@ def test_summary_never_contains_secrets():
     assert "https://***@router.internal/api/v1/router" in text
     for secret in ("sk-very-secret", "router-secret", "open-ai-key-1", "pw-secret", "url-secret"):
         assert secret not in text
+
+
+def test_extra_headers_are_a_json_object_of_secrets(monkeypatch):
+    monkeypatch.setenv("WADDLEAI_EXTRA_HEADERS", '{"x-portkey-provider": "openai", "x-portkey-api-key": "pk-long-secret"}')
+    s = load_settings()
+    assert {k: v.get_secret_value() for k, v in s.waddleai_extra_headers.items()} == {
+        "x-portkey-provider": "openai", "x-portkey-api-key": "pk-long-secret"}
+    assert s.summary()["waddleai_extra_headers"] == ["x-portkey-api-key", "x-portkey-provider"]
+    assert "pk-long-secret" not in repr(s.summary()) and "pk-long-secret" in s.secret_values()
+    assert "openai" not in s.secret_values(), "a short value is no key: scrubbing it would blank the word in logs"
+    monkeypatch.setenv("WADDLEAI_EXTRA_HEADERS", "")
+    assert load_settings().waddleai_extra_headers == {}
+
+
+@pytest.mark.parametrize("value,says", [
+    ("{not json", "JSON object"), ('["x-a"]', "JSON object"), ('{"x-a": 1}', "'x-a'"),
+    ('{"bad name": "v"}', "'bad name' is not a valid header name"), ('{"Host": "v"}', "'Host'"),
+    ('{"x-a": "line\\nbreak"}', "one line"),
+])
+def test_bad_extra_headers_name_the_variable_not_the_value(monkeypatch, value, says):
+    monkeypatch.setenv("WADDLEAI_EXTRA_HEADERS", value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "WADDLEAI_EXTRA_HEADERS" in str(info.value) and says in str(info.value)
+    assert "line\nbreak" not in str(info.value)

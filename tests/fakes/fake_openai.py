@@ -1,6 +1,13 @@
 """A loopback fake of an OpenAI-compatible proxy (WaddleAI): /v1/chat/completions, /v1/models, /healthz.
 
 Same knobs as FakeOllama (see FakeUpstream); `api_key` (when set) must arrive as a Bearer token.
+
+Real proxies' ways, as their sources answer: `healthz = False` answers /healthz with 404 (LiteLLM,
+vLLM); `portkey = True` is Portkey's gateway (no /healthz; every /v1 call without `x-portkey-provider`
+or `x-portkey-config` gets its 400 `{"status": "failure", "message": …}`, src/middlewares/requestValidator);
+`unknown_model_as` says "no such model" the way `openai` (404), `litellm` (400 "Invalid model name")
+or `vllm` (404 `{"object": "error", …}`) do; `failing_models` fails only the named models
+(model → status, e.g. a model's 429 quota).
 """
 
 from __future__ import annotations
@@ -24,9 +31,20 @@ class FakeOpenAI(FakeUpstream):
         super().__init__()
         self.models = ["gpt-4o-mini", "llama3.2"]
         self.api_key: str | None = None
+        self.healthz = True
+        self.portkey = False
+        self.unknown_model_as = "openai"  # | "litellm" | "vllm"
+        self.failing_models: dict[str, int] = {}
 
     async def handle(self, method: str, path: str, headers: dict[str, str], body: Any,
                      receive: Receive, send: Send) -> None:
+        if path == "/healthz" and method == "GET" and (self.portkey or not self.healthz):
+            return await self.respond(send, 404, b"404 Not Found" if self.portkey else {"detail": "Not Found"},
+                                      "text/plain" if self.portkey else "application/json")
+        if self.portkey and path.startswith("/v1/") and not (
+                headers.get("x-portkey-provider") or headers.get("x-portkey-config")):
+            return await self.respond(send, 400, {
+                "status": "failure", "message": "Either x-portkey-config or x-portkey-provider header is required"})
         if path == "/healthz" and method == "GET":
             ok = self.healthy
             return await self.respond(send, 200 if ok else 503, {"status": "healthy" if ok else "unhealthy"})
@@ -48,9 +66,11 @@ class FakeOpenAI(FakeUpstream):
                                                         "invalid_request_error"))
         model = body["model"]
         if self.strict_models and model not in self.models:
-            return await self.respond(send, 404, _error(
-                f"The model `{model}` does not exist or you do not have access to it.",
-                "invalid_request_error", "model_not_found", "model"))
+            return await self._unknown_model(send, model)
+        if model in self.failing_models:
+            status = self.failing_models[model]
+            return await self.respond(send, status, _error(
+                f"fake failure {status} of model {model}", "rate_limit_error" if status == 429 else "server_error"))
         fault = self.take_fault()
         if fault and self.hang:
             return await self.hang_until_released(receive)
@@ -90,6 +110,17 @@ class FakeOpenAI(FakeUpstream):
                 item["bytes"] = list(item["token"].encode())
             content.append(entry)
         return {"content": content, "refusal": None}
+
+    async def _unknown_model(self, send: Send, model: str) -> None:
+        if self.unknown_model_as == "litellm":  # litellm/proxy/route_llm_request.py ProxyModelNotFoundError
+            message = (f"/chat/completions: Invalid model name passed in model={model}. "
+                       "Call `/v1/models` to view available models for your key.")
+            return await self.respond(send, 400, _error(message, "invalid_request_error", "400"))
+        if self.unknown_model_as == "vllm":
+            return await self.respond(send, 404, {"object": "error", "message": f"The model `{model}` does not exist.",
+                                                  "type": "NotFoundError", "param": None, "code": 404})
+        await self.respond(send, 404, _error(f"The model `{model}` does not exist or you do not have access to it.",
+                                             "invalid_request_error", "model_not_found", "model"))
 
     def _usage(self) -> dict[str, int]:
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,

@@ -8,7 +8,7 @@ import pytest
 
 from llm.types import ModelNotFound, ProviderError, ProviderUnavailable
 from observability import metrics
-from llm.breaker import CircuitBreaker
+from llm.breaker import CircuitBreaker, ModelBreakers
 from tests.waiting import async_wait_until
 
 
@@ -207,3 +207,24 @@ async def test_transitions_are_exported_as_metrics(clock):
     clock.now += 5
     assert breaker.state == "half_open"
     assert sample("ai_circuit_breaker_state") == 1
+
+
+async def test_model_breakers_are_bounded_and_hold_only_troubled_models(breaker):
+    models = ModelBreakers(limit=2)
+    rate_limited = ProviderError("429", provider="test", status=429, kind="bad_status", scope="model")
+
+    async def call(model: str, error: BaseException | None = None) -> None:
+        async with breaker.guard(), models.guard(breaker, model):
+            if error is not None:
+                raise error
+
+    for model in ("a", "b", "c"):
+        with pytest.raises(ProviderError):
+            await call(model, rate_limited)
+    assert [m for m in "abc" if models.get(breaker, m)] == ["b", "c"], "the oldest goes first"
+    assert breaker.state == "closed" and breaker.consecutive_failures == 0
+    await call("b")
+    assert models.get(breaker, "b") is None, "a model that answers again is no longer held"
+    with pytest.raises(ProviderError):
+        await call("c", boom())  # an endpoint failure: the endpoint's breaker counts it, not the model's
+    assert breaker.consecutive_failures == 1 and models.get(breaker, "c").consecutive_failures == 1

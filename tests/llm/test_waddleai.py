@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from config.settings import load_settings
-from llm.types import ChatRequest, ProviderError
+from llm.types import ChatRequest, ModelNotFound, ProviderError, ProviderMisconfigured
 from llm.factory import build_provider
 from llm.waddleai import WaddleAIProvider
 
@@ -132,3 +132,118 @@ async def test_wrong_shapes_are_garbage(provider, fake_openai, body, monkeypatch
     with pytest.raises(ProviderError) as info:
         await provider.chat(ChatRequest(MESSAGES))
     assert info.value.kind == "garbage"
+
+
+# --- real proxies: extra headers, health without /healthz, how they say "no such model" ---------------
+
+PORTKEY_HEADERS = {"x-portkey-provider": "openai", "x-portkey-api-key": "pk-test"}
+
+
+async def test_extra_headers_go_on_every_call(fake_openai):
+    fake_openai.healthz = False
+    provider = WaddleAIProvider(fake_openai.url, "auto", timeout=5.0, api_key="sk-test",
+                                extra_headers=PORTKEY_HEADERS)
+    try:
+        await provider.chat(ChatRequest(MESSAGES))
+        await collect(provider, ChatRequest(MESSAGES))
+        assert await provider.list_models() and await provider.health()
+    finally:
+        await provider.aclose()
+    assert [path for path, _, _ in fake_openai.requests] == [
+        "/v1/chat/completions", "/v1/chat/completions", "/v1/models", "/healthz", "/v1/models"]
+    for _, headers, _ in fake_openai.requests:
+        assert {k: headers.get(k) for k in PORTKEY_HEADERS} == PORTKEY_HEADERS
+        assert headers["authorization"] == "Bearer sk-test"
+
+
+async def test_an_authorization_among_the_extra_headers_is_sent_without_a_key(fake_openai):
+    fake_openai.api_key = "sk-from-headers"
+    provider = WaddleAIProvider(fake_openai.url, "auto", timeout=5.0,
+                                extra_headers={"Authorization": "Bearer sk-from-headers"})
+    try:
+        assert (await provider.chat(ChatRequest(MESSAGES))).text == fake_openai.reply
+        assert await provider.health()
+    finally:
+        await provider.aclose()
+
+
+async def test_health_falls_back_to_models_when_there_is_no_healthz_and_remembers_it(provider, fake_openai):
+    fake_openai.healthz = False
+    assert await provider.health() is True
+    assert await provider.health() is True
+    assert [path for path, _, _ in fake_openai.requests] == ["/healthz", "/v1/models", "/v1/models"]
+    assert provider.health_path == "/v1/models"
+    fake_openai.healthy = False  # /v1/models answers 503
+    assert await provider.health() is False
+    fake_openai.healthy = True
+    fake_openai.api_key = "another-key"  # /v1/models refuses our key: not healthy either
+    assert await provider.health() is False
+
+
+async def test_a_healthz_failing_otherwise_than_404_is_unhealthy(provider, fake_openai):
+    fake_openai.healthy = False  # /healthz answers 503: no fallback to /v1/models
+    assert await provider.health() is False
+    assert [path for path, _, _ in fake_openai.requests] == ["/healthz"]
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+@pytest.mark.parametrize("style", ["openai", "litellm", "vllm"])
+async def test_no_such_model_in_any_status_is_model_not_found(provider, fake_openai, style, streaming):
+    fake_openai.strict_models, fake_openai.unknown_model_as = True, style
+    with pytest.raises(ModelNotFound) as info:
+        request = ChatRequest(MESSAGES, model="nope")
+        await (collect(provider, request) if streaming else provider.chat(request))
+    assert info.value.model == "nope" and not info.value.counts_for_breaker and info.value.scope == "model"
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+async def test_portkey_without_its_provider_header_is_our_misconfiguration(fake_openai, streaming):
+    fake_openai.portkey = True
+    provider = WaddleAIProvider(fake_openai.url, "auto", timeout=5.0)
+    try:
+        with pytest.raises(ProviderMisconfigured) as info:
+            request = ChatRequest(MESSAGES)
+            await (collect(provider, request) if streaming else provider.chat(request))
+        assert await provider.health() is False, "Portkey has no /healthz and refuses /v1/models too"
+    finally:
+        await provider.aclose()
+    error = info.value
+    assert (error.status, error.kind, error.counts_for_breaker, error.scope) == (400, "misconfigured", True, "endpoint")
+    assert "x-portkey-provider header is required" in str(error)
+
+
+async def test_portkey_with_its_provider_header_answers_and_is_healthy(fake_openai):
+    fake_openai.portkey = True
+    provider = WaddleAIProvider(fake_openai.url, "auto", timeout=5.0,
+                                extra_headers={"x-portkey-provider": "openai"})
+    try:
+        assert (await provider.chat(ChatRequest(MESSAGES))).text == fake_openai.reply
+        assert await provider.health() and await provider.list_models() == fake_openai.models
+    finally:
+        await provider.aclose()
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_refused_key_is_our_misconfiguration(provider, fake_openai, status):
+    fake_openai.fail_status = status
+    with pytest.raises(ProviderMisconfigured) as info:
+        await provider.chat(ChatRequest(MESSAGES))
+    assert (info.value.status, info.value.counts_for_breaker) == (status, True)
+
+
+async def test_no_api_at_our_url_is_our_misconfiguration(fake_openai):
+    provider = WaddleAIProvider(fake_openai.url + "/wrong/prefix", "auto", timeout=5.0)
+    try:
+        with pytest.raises(ProviderMisconfigured) as info:
+            await provider.chat(ChatRequest(MESSAGES))
+    finally:
+        await provider.aclose()
+    assert info.value.status == 404
+
+
+async def test_one_models_rate_limit_is_model_scoped(provider, fake_openai):
+    fake_openai.failing_models = {"model-a": 429}
+    with pytest.raises(ProviderError) as info:
+        await provider.chat(ChatRequest(MESSAGES, model="model-a"))
+    assert (info.value.status, info.value.counts_for_breaker, info.value.scope) == (429, True, "model")
+    assert (await provider.chat(ChatRequest(MESSAGES, model="model-b"))).text == fake_openai.reply
