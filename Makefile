@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-integration install bench soak audit clean
+.PHONY: run test test-integration litellm-venv install bench soak audit clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,8 @@ $(LITELLM_STAMP): requirements-integration.txt
 	$(LITELLM_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(LITELLM_VENV)/bin/python -m pip install --quiet -r requirements-integration.txt
 	touch $(LITELLM_STAMP)
+
+litellm-venv: $(LITELLM_STAMP)
 
 test-integration: $(STAMP) $(LITELLM_STAMP)
 	LITELLM_BIN=$(CURDIR)/$(LITELLM_VENV)/bin/litellm $(PY) -m pytest -q tests/integration $(PYTEST_ARGS)
