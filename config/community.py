@@ -12,13 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from config.settings import Settings
+from config.settings import DEFAULT_TRIGGER_LANGUAGES, Settings
 
 OVERRIDABLE = (
     "provider", "model", "temperature", "max_tokens", "system_prompt",
     "user_cooldown_s", "channel_max_replies_per_min",
 )
-TRIGGER_FIELDS = ("bot_name", "greetings", "farewells", "question_marks", "event_types", "respond_to_events")
+TRIGGER_FIELDS = ("bot_name", "greetings", "farewells", "question_marks", "event_types", "respond_to_events",
+                  "languages")
 COLUMNS = OVERRIDABLE + ("base_url", "api_key_encrypted")  # plus "triggers", a dict
 
 
@@ -38,6 +39,7 @@ class TriggerConfig:
         {"subscription", "follow", "donation", "cheer", "raid", "boost"}
     )
     respond_to_events: bool = True
+    languages: tuple[str, ...] = DEFAULT_TRIGGER_LANGUAGES  # built-in vocabularies (interactions/vocabulary.py)
 
     @classmethod
     def from_settings(cls, settings: Any) -> "TriggerConfig":
@@ -48,6 +50,7 @@ class TriggerConfig:
             question_marks=tuple(settings.question_triggers),
             event_types=frozenset(t.strip().lower() for t in settings.event_response_types),
             respond_to_events=bool(settings.respond_to_events),
+            languages=tuple(code.strip().lower() for code in settings.trigger_languages),
         )
 
 
@@ -75,6 +78,7 @@ class EffectiveConfig:
             "question_marks": list(self.triggers.question_marks),
             "event_types": sorted(self.triggers.event_types),
             "respond_to_events": self.triggers.respond_to_events,
+            "languages": list(self.triggers.languages),
         }
         return out
 
@@ -95,6 +99,8 @@ def global_config(settings: Settings) -> EffectiveConfig:
 def _trigger_value(name: str, value: Any) -> Any:
     if name == "event_types":
         return frozenset(str(v).strip().lower() for v in value)
+    if name == "languages":
+        return tuple(str(v).strip().lower() for v in value)
     if name in ("greetings", "farewells", "question_marks"):
         return tuple(str(v).strip() for v in value)
     return value

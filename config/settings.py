@@ -18,6 +18,9 @@ MODULE_NAME = "ai_interaction_module"
 CsvList = Annotated[list[str], NoDecode]
 _URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 ProviderName = Literal["ollama", "waddleai"]
+# Languages with built-in greeting and farewell words (interactions/vocabulary.py).
+TRIGGER_LANGUAGE_CODES = ("en", "es", "pt", "fr", "de", "it", "ru", "ja", "ko", "zh")
+DEFAULT_TRIGGER_LANGUAGES = TRIGGER_LANGUAGE_CODES
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are WaddleBot, a friendly, upbeat assistant in a live-stream chat. "
@@ -75,6 +78,7 @@ class Settings(BaseSettings):
         "bye", "goodbye", "cya", "see ya", "see you", "gtg", "gotta go", "good night", "gn", "!lurk",
     ]
     question_triggers: CsvList = ["?"]
+    trigger_languages: CsvList = list(DEFAULT_TRIGGER_LANGUAGES)
     respond_to_events: bool = True
     event_response_types: CsvList = ["subscription", "follow", "donation", "cheer", "raid", "boost"]
 
@@ -123,12 +127,20 @@ class Settings(BaseSettings):
 
     @field_validator(
         "platforms", "greeting_triggers", "farewell_triggers", "question_triggers",
-        "event_response_types", mode="before",
+        "event_response_types", "trigger_languages", mode="before",
     )
     @classmethod
     def _split_lower(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trigger_languages")
+    @classmethod
+    def _known_languages(cls, value: list[str]) -> list[str]:
+        unknown = [code for code in value if code not in TRIGGER_LANGUAGE_CODES]
+        if unknown:
+            raise ValueError(f"unknown language {', '.join(unknown)}; known: {', '.join(TRIGGER_LANGUAGE_CODES)}")
         return value
 
     @field_validator("valid_api_keys", "admin_api_keys", mode="before")
