@@ -42,16 +42,18 @@ _WORD = re.compile(r"\w+(?:['\-]\w+)*")
 _URL = re.compile(r"(?:https?://|www\.)\S+|\b[\w-]+(?:\.[\w-]+)+/\S*", re.IGNORECASE)
 _COMMAND = re.compile(r"!(\w+)")  # "!" followed by a word character, at the message start
 _AT_NAME = re.compile(r"(?<![\w@])@(\w[\w.\-]*\w|\w)")
-_STRETCHED = re.compile(r"(\w)\1{2,}")  # a letter written three or more times: "holaaa"
+_STRETCHED = re.compile(r"(\w)\1\1+")  # a letter written three or more times: "holaaa"
 
 
 def normalize(text: str) -> str:
     """NFKC, case folding, and the typographic apostrophe as a plain one."""
+    if text.isascii():  # most chat: NFKC leaves ASCII as it is
+        return text.casefold()
     return unicodedata.normalize("NFKC", text).casefold().replace("\u2019", "'")
 
 
 def _words(normalized: str) -> list[str]:
-    if _CJK_RUN.search(normalized):  # a run of CJK is a word of its own, even glued to Latin letters
+    if not normalized.isascii() and _CJK_RUN.search(normalized):  # a run of CJK is a word of its own, even glued to Latin letters
         normalized = _CJK_RUN.sub(lambda m: f" {m.group(0)} ", normalized)
     return _WORD.findall(normalized)
 
@@ -169,7 +171,7 @@ class TriggerMatcher:
         marks = [m for m in (normalize(m.strip()) for m in config.question_marks) if m]
         # A mark right after a word, or one mark alone after one space ("ça va ?", not "lol ???").
         any_mark = "|".join(re.escape(m) for m in marks)
-        self._question = (re.compile(r"\w(?:%s)|\w (?:%s)(?!%s)" % (any_mark, any_mark, any_mark))
+        self._question = (re.compile(r"\w(?:%s| (?:%s)(?!%s))" % (any_mark, any_mark, any_mark))
                           if marks else None)
         self._commands = self._greetings.commands | self._farewells.commands
         self._events = frozenset(t.strip().lower() for t in config.event_types)
@@ -230,7 +232,7 @@ class TriggerMatcher:
         if "." in text or "://" in text:  # every link has one of them (most chat has neither)
             text = _URL.sub(" ", text)  # words and "?" inside links never count
         tokens = _words(text)
-        cjk = self._in_run is not None and _CJK_RUN.search(text) is not None
+        cjk = self._in_run is not None and not text.isascii() and _CJK_RUN.search(text) is not None
         if (command is None and not cjk and "-" not in text and "@" not in text
                 and self._opening_words.isdisjoint(tokens) and not _STRETCHED.search(text)):
             if self._question and self._question.search(text):
