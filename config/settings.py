@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from config import reply_rules
+
 VERSION = "1.0.0"
 MODULE_NAME = "ai_interaction_module"
 
@@ -79,6 +81,8 @@ class Settings(BaseSettings):
     ]
     question_triggers: CsvList = ["?"]
     trigger_languages: CsvList = list(DEFAULT_TRIGGER_LANGUAGES)
+    model_by_trigger: Annotated[dict[str, str], NoDecode] = {}
+    reply_blocklist: Annotated[list[str], NoDecode] = []
     respond_to_events: bool = True
     event_response_types: CsvList = ["subscription", "follow", "donation", "cheer", "raid", "boost"]
 
@@ -142,6 +146,16 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown language {', '.join(unknown)}; known: {', '.join(TRIGGER_LANGUAGE_CODES)}")
         return value
+
+    @field_validator("model_by_trigger", mode="before")
+    @classmethod
+    def _model_by_trigger(cls, value: object) -> object:
+        return reply_rules.model_by_trigger(value)
+
+    @field_validator("reply_blocklist", mode="before")
+    @classmethod
+    def _blocklist(cls, value: object) -> object:
+        return list(reply_rules.blocklist_entries(reply_rules.split_entries(value)))
 
     @field_validator("valid_api_keys", "admin_api_keys", mode="before")
     @classmethod
