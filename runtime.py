@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from completions.catalog import ModelCatalog
 from completions.limits import KeyRateLimiter
 from config.settings import Settings
+from interactions.commands import CommandAnswerer
 from interactions.queue.base import InteractionQueue
 from interactions.queue.memory import MemoryQueue
 from interactions.rate_limits import ReplyRateLimiter
@@ -106,8 +107,9 @@ class Runtime:
             self._build_durable()
         metrics.track_queue(self.queue)  # ai_interaction_queue_depth reads queue.depth() when scraped
         limiter = ReplyRateLimiter(s.user_cooldown_s, s.channel_max_replies_per_min)
-        pipeline = ReplyPipeline(s, self.config_source, self.context, limiter, self.llm, self.router, self.usage)
-        self.workers = WorkerPool(self.queue, pipeline, s.worker_count)
+        self.pipeline = ReplyPipeline(s, self.config_source, self.context, limiter, self.llm, self.router, self.usage)
+        self.workers = WorkerPool(self.queue, self.pipeline, s.worker_count)
+        self.commands = CommandAnswerer(s, self.pipeline)  # POST /api/v1/execute (§11)
         self._stopped = False
 
     def _build_durable(self) -> None:
@@ -139,7 +141,8 @@ class Runtime:
         log.info("service started", action="startup", config=s.summary(), instance=self.instance_id,
                  store="postgresql" if self.postgres else "memory")
         if not s.router_service_key:
-            log.warning("ROUTER_SERVICE_KEY is not set: the interaction endpoint is open", action="startup")
+            log.warning("ROUTER_SERVICE_KEY is not set: the interaction and execute endpoints are open",
+                        action="startup")
 
     async def drain(self) -> bool:
         """Stop accepting and let queued and in-flight interactions finish (SHUTDOWN_GRACE_S)."""
@@ -158,6 +161,7 @@ class Runtime:
         self._stopped = True
         await self.drain()
         await self.workers.stop()
+        await self.pipeline.aclose()  # provider calls that outlived a command's deadline
         await self.health.stop()
         await self.catalog.aclose()
         for provider in self.providers.values():

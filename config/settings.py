@@ -31,6 +31,14 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 
 
+def command_name(command: str) -> str:
+    """A chat command without its `!` or `#` prefix, case-folded: `!AI` → `ai`."""
+    command = command.strip()
+    if command[:1] in ("!", "#"):
+        command = command[1:]
+    return command.strip().casefold()
+
+
 class ConfigError(SystemExit):
     """Start-up configuration error; the message names each bad variable."""
 
@@ -108,6 +116,11 @@ class Settings(BaseSettings):
     router_api_key: SecretStr | None = None
     router_retry_max_s: float = Field(30, ge=0)
     router_timeout_s: float = Field(10, gt=0)
+    router_protocol: Literal["contract", "waddlebot"] = "contract"
+
+    # --- WaddleBot module SDK: POST /api/v1/execute (§11) -------------------------------------
+    commands: CsvList = ["ai", "ask"]
+    execute_timeout_s: float = Field(25, gt=0)
 
     # --- storage (§1, §7) ------------------------------------------------------------------
     database_url: SecretStr | None = None
@@ -156,6 +169,16 @@ class Settings(BaseSettings):
     @classmethod
     def _blocklist(cls, value: object) -> object:
         return list(reply_rules.blocklist_entries(reply_rules.split_entries(value)))
+
+    @field_validator("commands", mode="before")
+    @classmethod
+    def _command_names(cls, value: object) -> object:
+        """`!ai`, `#AI` and `ai` all name the command `ai` (the router sends it with its prefix)."""
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list):
+            return [command_name(str(part)) for part in value if command_name(str(part))]
+        return value
 
     @field_validator("valid_api_keys", "admin_api_keys", mode="before")
     @classmethod

@@ -17,7 +17,7 @@ DEFAULT_LANGUAGE = "en"
 FALLBACK_NAMES = {"en": "friend", "es": "amigo", "pt": "amigo", "fr": "l'ami", "de": "Freund",
                   "it": "amico", "ru": "друг", "ja": "ゲスト", "ko": "시청자", "zh": "朋友"}
 FALLBACK_NAME = FALLBACK_NAMES[DEFAULT_LANGUAGE]
-TRIGGERS = ("greeting", "farewell", "question", "mention")
+TRIGGERS = ("greeting", "farewell", "question", "mention", "command")
 EVENT_TYPES = ("subscription", "follow", "donation", "cheer", "raid", "boost")
 
 # Common spellings of the same events on other platforms / router versions.

@@ -25,8 +25,26 @@ COMMUNITY_ID_MAX = 2_147_483_647
 # For the top-level strings the check is a pattern constraint, run by pydantic-core itself (no Python
 # call per field on the ACK path); web/errors.py words its failure as NUL_MESSAGE.
 NUL_MESSAGE = "must not contain NUL (U+0000) characters"
+# The platform of a command whose caller did not name one (the published WaddleBot router does not).
+UNKNOWN_PLATFORM = "unknown"
 NO_NUL = r"^[^\x00]*$"
 _metadata_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+def check_metadata(value: Any) -> Any:
+    """A `metadata` object's rules (≤ 4 KiB as JSON, no NaN/Infinity, no NUL); None is `{}`."""
+    if value is None:
+        return {}
+    if isinstance(value, dict) and value:
+        try:  # echoed to the router as JSON: NaN and Infinity have no JSON form
+            text = _metadata_json(value)
+        except ValueError:
+            raise ValueError("must not contain NaN or Infinity") from None
+        if len(text) > METADATA_MAX_BYTES // 4 and len(text.encode()) > METADATA_MAX_BYTES:
+            raise ValueError(f"must serialize to at most {METADATA_MAX_BYTES} bytes")
+        if "\\u0000" in text and _has_nul(value):
+            raise ValueError(NUL_MESSAGE)
+    return value
 
 
 def _has_nul(value: Any) -> bool:
@@ -77,18 +95,7 @@ class InteractionRequest(BaseModel):
     @field_validator("metadata", mode="before")
     @classmethod
     def _metadata_size(cls, value: Any) -> Any:
-        if value is None:
-            return {}
-        if isinstance(value, dict) and value:
-            try:  # echoed to the router as JSON: NaN and Infinity have no JSON form
-                text = _metadata_json(value)
-            except ValueError:
-                raise ValueError("must not contain NaN or Infinity") from None
-            if len(text) > METADATA_MAX_BYTES // 4 and len(text.encode()) > METADATA_MAX_BYTES:
-                raise ValueError(f"must serialize to at most {METADATA_MAX_BYTES} bytes")
-            if "\\u0000" in text and _has_nul(value):
-                raise ValueError(NUL_MESSAGE)
-        return value
+        return check_metadata(value)
 
     @property
     def display(self) -> str:

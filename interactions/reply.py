@@ -1,42 +1,54 @@
-"""Whether and how to answer one accepted interaction (§3): the whole decision, in order.
+"""Whether and how to answer (§3, §11): one decision, two entry points.
 
-    expired?      older than INTERACTION_MAX_AGE_S         → expired
-    trigger?      mention, greeting, farewell, question, event (interactions/triggers.py)
-                  none                                      → ignored
-    rate limit?   user cooldown, channel replies per minute → rate_limited
-    generate      context + prompt → LLM (breaker, failover); on failure the canned fallback,
-                  or nothing when RESPOND_WITH_FALLBACK=false → failed
+    process(interaction)  a queued interaction (POST /api/v1/ai/interaction): the reply is posted to
+                          the router (in the shape ROUTER_PROTOCOL names, router/bodies.py)
+    answer(interaction)   a chat command (POST /api/v1/execute, interactions/commands.py): the reply
+                          is returned inline, within the command's deadline
+
+Both run the same steps, in order:
+
+    expired?      (queued only) older than INTERACTION_MAX_AGE_S → expired
+    trigger?      (queued only) mention, greeting, farewell, question, event (interactions/triggers.py);
+                  none → ignored. A command is its own trigger: `command`.
+    rate limit?   user cooldown, channel replies per minute (one limiter for both) → rate_limited
+    generate      context + prompt → LLM (breaker, failover, usage; a command waits only until its
+                  deadline); on failure the canned fallback, or nothing when
+                  RESPOND_WITH_FALLBACK=false → failed
     clean         trim, drop a leaked prompt, neutralise mass pings, cut at the platform's limit
-    post          to the router (retried there)             → replied | fallback, else failed
+    deliver       post to the router (retried there) / return it → replied | fallback, else failed
+    remember      only then, and only an LLM reply: the exchange goes into the context
 
-`ReplyPipeline.process` returns exactly one outcome with the trigger that fired. It never raises
-for upstream failures; the worker (interactions/workers.py) counts and logs the outcome.
+`process` returns exactly one outcome with the trigger that fired and never raises for upstream
+failures; the worker (interactions/workers.py) counts and logs the outcome.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from config.community import EffectiveConfig
-from config.settings import MODULE_NAME, Settings
+from config.settings import Settings
 from interactions.cleaning import clean_reply
 from interactions.fallbacks import fallback_reply
-from interactions.model import Interaction
+from interactions.model import Interaction, InteractionRequest
 from interactions.prompt import build_messages, user_turn
 from interactions.rate_limits import ReplyRateLimiter
+from interactions.stragglers import Stragglers
 from interactions.triggers import matcher_for
 from llm.service import LLMService
-from llm.types import ChatRequest, ProviderError
+from llm.types import ChatRequest, ChatResult, ProviderError
 from observability import metrics
 from observability.logs import get_logger
+from router.bodies import OutgoingReply, body_builder
 from router.client import RouterClient
 from storage.community_config import ConfigSource
 from storage.context import ContextStore, ConversationKey
 from storage.usage import UsageStore
 
 log = get_logger(__name__)
+
+COMMAND_TRIGGER = "command"  # the trigger of a command answered inline (§11)
 
 
 @dataclass(slots=True)
@@ -45,6 +57,25 @@ class Reply:
     provider: str | None
     model: str | None
     fallback: bool
+    # (the viewer's turn, the reply without prefix): remembered once delivered; None for canned replies
+    exchange: tuple[str, str] | None = None
+
+    @property
+    def outcome(self) -> str:
+        return "fallback" if self.fallback else "replied"
+
+
+@dataclass(slots=True)
+class Answer:
+    """What `answer` decided: the outcome, the reply to return, the scope that refused (rate_limited)."""
+
+    outcome: str
+    reply: Reply | None = None
+    limited_by: str | None = None
+
+
+def conversation_key(req: InteractionRequest) -> ConversationKey:
+    return req.platform, req.entity_id, req.user_id
 
 
 class ReplyPipeline:
@@ -57,7 +88,14 @@ class ReplyPipeline:
         self.llm = llm
         self.router = router
         self.usage = usage
+        self.stragglers = Stragglers(settings.max_concurrent_requests)
+        self.reply_body = body_builder(settings.router_protocol)
 
+    async def aclose(self) -> None:
+        """At shutdown, after the workers stopped: end the provider calls still running late."""
+        await self.stragglers.aclose()
+
+    # --- entry point 1: a queued interaction, replied to through the router --------------------
     async def process(self, interaction: Interaction) -> tuple[str, str]:
         """Returns (outcome, trigger); trigger is "none" when nothing fired."""
         req = interaction.request
@@ -67,75 +105,108 @@ class ReplyPipeline:
         trigger = matcher_for(cfg.triggers).detect(req.message_content, req.message_type, req.username)
         if trigger is None:
             return "ignored", "none"
-        if self.limiter.try_acquire(req.platform, req.entity_id, req.user_id,
-                                    cfg.user_cooldown_s, cfg.channel_max_replies_per_min):
+        if self._rate_limited(req, cfg):
             return "rate_limited", trigger
-        key = (req.platform, req.entity_id, req.user_id)
-        reply = await self._generate(interaction, cfg, trigger, key)
+        reply = await self._generate(interaction, cfg, trigger)
         if reply is None:
             return "failed", trigger
         delivered = await self.router.post_reply(
-            self._payload(interaction, trigger, reply),
+            self.reply_body(self._outgoing(interaction, trigger, reply)),
             interaction_id=interaction.id, request_id=interaction.request_id,
         )
         if not delivered:
-            return "failed", trigger
-        return ("fallback" if reply.fallback else "replied"), trigger
+            return "failed", trigger  # never delivered: not history either
+        await self._remember(req, reply)
+        return reply.outcome, trigger
+
+    # --- entry point 2: a chat command, answered inline -------------------------------------------
+    async def answer(self, interaction: Interaction, deadline: float, trigger: str = COMMAND_TRIGGER) -> Answer:
+        """The reply to return for a command, generated until `deadline` (event loop time). Never
+        raises except cancellation: a failure is the canned fallback, or `failed` without fallbacks."""
+        req = interaction.request
+        try:
+            cfg = await self.config_source.effective(req.community_id)
+            scope = self._rate_limited(req, cfg)
+            if scope:
+                return Answer("rate_limited", limited_by=scope)
+            reply = await self._generate(interaction, cfg, trigger, deadline)
+        except Exception as exc:  # a store or a bug: the viewer is still answered
+            log.error("command answer crashed", action="execute_command", interaction_id=interaction.id,
+                      error_type=type(exc).__name__, exc_info=exc)
+            reply = self._fallback(req, trigger, "error")
+        if reply is None:
+            return Answer("failed")
+        await self._remember(req, reply)  # returned next: delivered as far as this service can tell
+        return Answer(reply.outcome, reply)
+
+    # --- the shared steps --------------------------------------------------------------------------
+    def _rate_limited(self, req: InteractionRequest, cfg: EffectiveConfig) -> str | None:
+        """Reserve a reply slot; the scope that refused (user | channel), else None."""
+        return self.limiter.try_acquire(req.platform, req.entity_id, req.user_id,
+                                        cfg.user_cooldown_s, cfg.channel_max_replies_per_min)
 
     async def _generate(self, interaction: Interaction, cfg: EffectiveConfig, trigger: str,
-                        key: ConversationKey) -> Reply | None:
-        """The LLM's cleaned reply, else the canned fallback (None when fallbacks are off)."""
+                        deadline: float | None = None) -> Reply | None:
+        """The LLM's cleaned reply, else the canned fallback (None when fallbacks are off).
+        With a `deadline`, the LLM is waited for until then only (interactions/stragglers.py)."""
         req = interaction.request
         prefix = self.settings.response_prefix
-        history = await self.context.history(key)
+        history = await self.context.history(conversation_key(req))
         messages = build_messages(req, trigger, history, cfg.system_prompt, prefix)
         request = ChatRequest(messages=messages, model=cfg.model, temperature=cfg.temperature,
                               max_tokens=cfg.max_tokens, request_id=interaction.request_id)
         reason = "provider_error"
         try:
-            preferred = cfg.provider if cfg.provider in self.llm.providers else None
-            result = await self.llm.complete(self.llm.attempts(request, preferred))
-            await self.usage.record(req.community_id, result.provider, result.model,
-                                    result.prompt_tokens, result.completion_tokens)
+            call = self._complete(req, cfg, request)
+            result = await (call if deadline is None else self.stragglers.wait(call, deadline))
             text = clean_reply(result.text, platform=req.platform, prefix=prefix,
                                system_prompt=cfg.system_prompt, bot_name=cfg.triggers.bot_name)
             if text is not None:
-                await self.context.append(key, user_turn(req, trigger), text[len(prefix):])
-                return Reply(text, result.provider, result.model, fallback=False)
+                return Reply(text, result.provider, result.model, fallback=False,
+                             exchange=(user_turn(req, trigger), text[len(prefix):]))
             reason = "empty_reply"
         except ProviderError as exc:
             reason = "breaker_open" if exc.kind == "unavailable" else f"provider_{exc.kind}"
             log.warning("provider call failed", action="generate", interaction_id=interaction.id,
                         provider=exc.provider, result=exc.kind, error=str(exc)[:200])
+        except TimeoutError:
+            reason = "timeout"
+            log.warning("no LLM answer within EXECUTE_TIMEOUT_S", action="generate",
+                        interaction_id=interaction.id, result="timeout")
+        return self._fallback(req, trigger, reason)
+
+    async def _complete(self, req: InteractionRequest, cfg: EffectiveConfig, request: ChatRequest) -> ChatResult:
+        """One LLM answer through the breakers and failover (llm/service.py), its usage recorded."""
+        preferred = cfg.provider if cfg.provider in self.llm.providers else None
+        result = await self.llm.complete(self.llm.attempts(request, preferred))
+        await self.usage.record(req.community_id, result.provider, result.model,
+                                result.prompt_tokens, result.completion_tokens)
+        return result
+
+    def _fallback(self, req: InteractionRequest, trigger: str, reason: str) -> Reply | None:
+        """The canned reply for the trigger (or event type); None when RESPOND_WITH_FALLBACK=false."""
         if not self.settings.respond_with_fallback:
             return None
         metrics.fallbacks_total.labels(reason=reason).inc()
+        prefix = self.settings.response_prefix
         canned = fallback_reply(trigger, req.message_type, req.display)
         text = clean_reply(canned, platform=req.platform, prefix=prefix)
         return Reply(text or prefix + canned, None, None, fallback=True)
 
-    def _payload(self, interaction: Interaction, trigger: str, reply: Reply) -> dict[str, Any]:
-        """The reply body posted to the router (§6)."""
+    async def _remember(self, req: InteractionRequest, reply: Reply) -> None:
+        """After delivery: the viewer's turn and the LLM's reply join the context (§3 step 10)."""
+        if reply.exchange is not None:
+            await self.context.append(conversation_key(req), *reply.exchange)
+
+    @staticmethod
+    def _outgoing(interaction: Interaction, trigger: str, reply: Reply) -> OutgoingReply:
+        """What the router's reply body is built from (router/bodies.py, ROUTER_PROTOCOL)."""
         req = interaction.request
-        return {
-            "session_id": req.session_id,
-            "interaction_id": interaction.id,
-            "execution_id": req.execution_id,
-            "module_name": MODULE_NAME,
-            "success": True,
-            "response_action": "chat",
-            "response_data": {
-                "message": reply.text,
-                "trigger_type": trigger,
-                "provider": reply.provider,
-                "model": reply.model,
-                "fallback": reply.fallback,
-            },
-            "chat_message": reply.text,
-            "platform": req.platform,
-            "entity_id": req.entity_id,
-            "channel_id": req.channel_id,
-            "user_id": req.user_id,
-            "metadata": req.metadata,
-            "processing_time_ms": int((time.time() - interaction.accepted_at) * 1000),
-        }
+        return OutgoingReply(
+            interaction_id=interaction.id, session_id=req.session_id, platform=req.platform,
+            entity_id=req.entity_id, user_id=req.user_id, text=reply.text, trigger=trigger,
+            provider=reply.provider, model=reply.model, fallback=reply.fallback,
+            processing_time_ms=int((time.time() - interaction.accepted_at) * 1000),
+            message_id=req.message_id, channel_id=req.channel_id, execution_id=req.execution_id,
+            metadata=req.metadata,
+        )

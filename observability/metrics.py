@@ -42,7 +42,7 @@ E2E_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300
 ROUTER_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 OUTCOMES = ("replied", "fallback", "ignored", "rate_limited", "expired", "failed", "duplicate")
-TRIGGERS = ("mention", "greeting", "farewell", "question", "event")
+TRIGGERS = ("mention", "greeting", "farewell", "question", "event", "command")
 BREAKER_STATE_VALUE = {"closed": 0, "half_open": 1, "open": 2}
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED_ROUTE = "unmatched"
@@ -125,7 +125,7 @@ for _result in ("hit", "miss"):
     context_lookups_total.labels(result=_result)
 for _scope in ("user", "channel", "api_key"):
     rate_limited_total.labels(scope=_scope)
-for _reason in ("breaker_open", "provider_error", "provider_timeout", "provider_connect", "empty_reply"):
+for _reason in ("breaker_open", "provider_error", "provider_timeout", "provider_connect", "empty_reply", "timeout"):
     fallbacks_total.labels(reason=_reason)
 
 

@@ -28,7 +28,7 @@ from config.settings import VERSION, Settings, load_settings
 from observability import metrics
 from observability.logs import configure_logging, get_logger, new_request_id, request_id_var
 from runtime import Runtime
-from web import admin, interaction, openai_api, operations
+from web import admin, execute, interaction, openai_api, operations
 from web.auth import KeyRing
 from web.errors import register_error_handlers
 
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None, log_stream: TextIO | None = Non
                                 "max_message_chars": settings.max_message_chars}
     register_error_handlers(app)
     app.register_blueprint(interaction.blueprint)
+    app.register_blueprint(execute.blueprint)
     app.register_blueprint(operations.blueprint)
     app.register_blueprint(admin.blueprint)
     app.register_blueprint(openai_api.blueprint, url_prefix="/api/v1/ai", name="openai")

@@ -58,6 +58,12 @@ def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
     return details
 
 
+def check_content_type(mimetype: str) -> None:
+    if mimetype and mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json",
+                       [{"field": "Content-Type", "message": f"got {mimetype}", "type": "media_type"}])
+
+
 def from_validation_error(exc: ValidationError) -> ApiError:
     details = validation_details(exc)
     if any(d["type"] == "json_invalid" for d in details):

@@ -10,7 +10,7 @@ from quart import Blueprint, Response, current_app, g, request
 from quart_schema import document_request, document_response
 
 from web.auth import presented_key
-from web.errors import ApiError, from_validation_error
+from web.errors import ApiError, check_content_type, from_validation_error
 from interactions.model import Interaction, InteractionRequest
 from web.models import AcceptedResponse, ErrorResponse
 from web.state import runtime
@@ -26,12 +26,6 @@ _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 def _timestamp() -> str:
     now = time.time()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + ".%03dZ" % (int(now * 1000) % 1000)
-
-
-def _check_content_type(mimetype: str) -> None:
-    if mimetype and mimetype != "application/json" and not mimetype.endswith("+json"):
-        raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json",
-                       [{"field": "Content-Type", "message": f"got {mimetype}", "type": "media_type"}])
 
 
 @blueprint.post("/interaction")
@@ -54,7 +48,7 @@ async def accept_interaction() -> tuple[Response, int]:
         raise ApiError(401, "unauthorized", "Missing or invalid service key (X-Service-Key)")
     if rt.draining:
         raise ApiError(503, "shutting_down", "Service is shutting down", headers={"Retry-After": "5"})
-    _check_content_type(request.mimetype)
+    check_content_type(request.mimetype)
     try:
         req = InteractionRequest.model_validate_json(body, context=extensions["limits"])
     except ValidationError as exc:

@@ -47,12 +47,20 @@ def test_comma_separated_lists_from_the_environment(monkeypatch):
 @pytest.mark.parametrize("var,value", [
     ("OLLAMA_PORT", "eleven"), ("AI_PROVIDER", "skynet"), ("MAX_QUEUE", "0"),
     ("AI_TEMPERATURE", "3"), ("ROUTER_API_URL", "ftp://router"), ("RESPOND_WITH_FALLBACK", "perhaps"),
+    ("ROUTER_PROTOCOL", "slack"), ("EXECUTE_TIMEOUT_S", "0"),
 ])
 def test_bad_value_names_the_variable(monkeypatch, var, value):
     monkeypatch.setenv(var, value)
     with pytest.raises(ConfigError) as info:
         load_settings()
     assert var in str(info.value)
+
+
+def test_commands_are_named_without_prefix_or_case(monkeypatch):
+    assert IsolatedSettings().commands == ["ai", "ask"]
+    assert (IsolatedSettings().router_protocol, IsolatedSettings().execute_timeout_s) == ("contract", 25)
+    monkeypatch.setenv("COMMANDS", "!AI, #Ask ,gpt,,!")
+    assert load_settings().commands == ["ai", "ask", "gpt"]
 
 
 def test_fallback_must_differ_from_primary(monkeypatch):

@@ -111,7 +111,8 @@ def check_stream(case: Any, response: Any) -> None:
 # schemathesis' own `from_fixture(...).parametrize()` needs a pytest internal that pytest 9 dropped
 # (Function._nodeid), so the operations are parametrized here and each runs its hypothesis strategy.
 OPERATIONS = [
-    ("POST", "/api/v1/ai/interaction"), ("GET", "/health"), ("GET", "/ready"), ("GET", "/api/v1/ai/status"),
+    ("POST", "/api/v1/ai/interaction"), ("POST", "/api/v1/execute"), ("GET", "/health"), ("GET", "/ready"),
+    ("GET", "/api/v1/ai/status"),
     ("GET", "/metrics"), ("GET", "/api/v1/ai/config"), ("PUT", "/api/v1/ai/config"),
     ("DELETE", "/api/v1/ai/context/{platform}/{user_id}"), ("GET", "/api/v1/ai/usage"),
     ("POST", "/api/v1/ai/chat/completions"), ("GET", "/api/v1/ai/models"), ("GET", "/api/v1/ai/models/{model_id}"),
@@ -119,8 +120,8 @@ OPERATIONS = [
 ]
 # Operations with something that can be made invalid (a JSON body, typed query parameters); the
 # others (no parameters, or free-form path strings) have no negative cases to generate.
-NEGATABLE = {("POST", "/api/v1/ai/interaction"), ("GET", "/api/v1/ai/config"), ("PUT", "/api/v1/ai/config"),
-             ("GET", "/api/v1/ai/usage"), ("POST", "/api/v1/ai/chat/completions"), ("POST", "/v1/chat/completions")}
+NEGATABLE = {("POST", "/api/v1/ai/interaction"), ("POST", "/api/v1/execute"), ("GET", "/api/v1/ai/config"),
+             ("PUT", "/api/v1/ai/config"), ("GET", "/api/v1/ai/usage"), ("POST", "/api/v1/ai/chat/completions"), ("POST", "/v1/chat/completions")}
 CASES = [(m, p, GenerationMode.POSITIVE) for m, p in OPERATIONS] + [
     (m, p, GenerationMode.NEGATIVE) for m, p in OPERATIONS if (m, p) in NEGATABLE]
 

@@ -93,6 +93,7 @@ def keyed(fake_ollama, fake_router):
 
 ENDPOINTS = {  # name → (method, path, header that carries the key, the right key)
     "interaction": ("POST", "/api/v1/ai/interaction", "X-Service-Key", ROUTER_KEY),
+    "execute": ("POST", "/api/v1/execute", "X-Service-Key", ROUTER_KEY),
     "completions": ("POST", "/v1/chat/completions", "X-API-Key", OPENAI_KEY),
     "models": ("GET", "/api/v1/ai/models", "X-API-Key", OPENAI_KEY),
     "admin_config": ("GET", "/api/v1/ai/config", "X-API-Key", ADMIN_KEY),
@@ -117,9 +118,11 @@ def wrong_credentials(header: str, key: str) -> list[tuple[dict[str, str], dict[
 @pytest.mark.parametrize("endpoint", list(ENDPOINTS))
 def test_nobody_gets_in_without_the_right_key(keyed, endpoint):
     method, path, header, key = ENDPOINTS[endpoint]
-    body = {"json": interaction_body("hello")} if endpoint == "interaction" else (
-        {"json": {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}}
-        if endpoint == "completions" else {})
+    body = {
+        "interaction": {"json": interaction_body("hello")},
+        "execute": {"json": {"command": "!ai", "args": ["hi?"], "user_id": "u1", "entity_id": "e1", "session_id": "s1"}},
+        "completions": {"json": {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}},
+    }.get(endpoint, {})
     for headers, query in wrong_credentials(header, key):
         response = httpx.request(method, keyed.url + path, headers=headers, params=query, timeout=10, **body)
         assert response.status_code == 401, (endpoint, headers, query, response.text)

@@ -12,11 +12,11 @@ from interactions.fallbacks import FALLBACK_NAME, FALLBACK_NAMES, fallback_reply
 from interactions.cleaning import clean_reply
 
 ENGLISH = FALLBACK_TEXTS["en"]
-TRIGGER_REPLIES = {k: ENGLISH[k] for k in ("greeting", "farewell", "question", "mention")}
+TRIGGER_REPLIES = {k: ENGLISH[k] for k in ("greeting", "farewell", "question", "mention", "command")}
 EVENT_REPLIES = {k: ENGLISH[k] for k in ("subscription", "follow", "donation", "cheer", "raid", "boost")}
 GENERIC_EVENT_REPLIES = ENGLISH["event"]
 
-TRIGGERS = ["greeting", "farewell", "question", "mention"]
+TRIGGERS = ["greeting", "farewell", "question", "mention", "command"]
 EVENTS = ["subscription", "follow", "donation", "cheer", "raid", "boost"]
 
 
