@@ -9,7 +9,7 @@ PostgreSQL) is storage/community_config.py.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from config.settings import DEFAULT_TRIGGER_LANGUAGES, Settings
@@ -18,9 +18,11 @@ OVERRIDABLE = (
     "provider", "model", "temperature", "max_tokens", "system_prompt",
     "user_cooldown_s", "channel_max_replies_per_min",
 )
-TRIGGER_FIELDS = ("bot_name", "greetings", "farewells", "question_marks", "event_types", "respond_to_events",
-                  "languages")
-COLUMNS = OVERRIDABLE + ("base_url", "api_key_encrypted")  # plus "triggers", a dict
+TRIGGER_FIELDS = ("bot_name", "greetings", "farewells", "question_marks", "event_types", "respond_to_events")
+# Reply rules (§4, §3 step 12): the languages replace the inherited ones, the models per trigger
+# are merged key by key, the blocklist adds to the inherited one.
+RULES = ("trigger_languages", "model_by_trigger", "reply_blocklist")
+COLUMNS = OVERRIDABLE + RULES + ("base_url", "api_key_encrypted")  # plus "triggers", a dict
 
 
 @dataclass(frozen=True)
@@ -66,11 +68,24 @@ class EffectiveConfig:
     triggers: TriggerConfig
     base_url: str | None = None  # stored per community; not used for calls yet (README)
     api_key_set: bool = False  # the key itself never leaves the store
+    model_by_trigger: dict[str, str] = field(default_factory=dict)  # trigger or event type → model
+    reply_blocklist: tuple[str, ...] = ()
+
+    def model_for(self, trigger: str, message_type: str = "") -> str | None:
+        """MODEL_BY_TRIGGER: the event type's model, else the trigger's, else the configured model."""
+        models = self.model_by_trigger
+        kind = (message_type or "").strip().lower()
+        if trigger == "event" and kind in models:
+            return models[kind]
+        return models.get(trigger, self.model)
 
     def public(self) -> dict[str, Any]:
         out = {name: getattr(self, name) for name in OVERRIDABLE}
         out["base_url"] = self.base_url
         out["api_key_set"] = self.api_key_set
+        out["trigger_languages"] = list(self.triggers.languages)
+        out["model_by_trigger"] = dict(self.model_by_trigger)
+        out["reply_blocklist"] = list(self.reply_blocklist)
         out["triggers"] = {
             "bot_name": self.triggers.bot_name,
             "greetings": list(self.triggers.greetings),
@@ -78,7 +93,6 @@ class EffectiveConfig:
             "question_marks": list(self.triggers.question_marks),
             "event_types": sorted(self.triggers.event_types),
             "respond_to_events": self.triggers.respond_to_events,
-            "languages": list(self.triggers.languages),
         }
         return out
 
@@ -93,14 +107,14 @@ def global_config(settings: Settings) -> EffectiveConfig:
         user_cooldown_s=settings.user_cooldown_s,
         channel_max_replies_per_min=settings.channel_max_replies_per_min,
         triggers=TriggerConfig.from_settings(settings),
+        model_by_trigger=dict(settings.model_by_trigger),
+        reply_blocklist=tuple(settings.reply_blocklist),
     )
 
 
 def _trigger_value(name: str, value: Any) -> Any:
     if name == "event_types":
         return frozenset(str(v).strip().lower() for v in value)
-    if name == "languages":
-        return tuple(str(v).strip().lower() for v in value)
     if name in ("greetings", "farewells", "question_marks"):
         return tuple(str(v).strip() for v in value)
     return value
@@ -117,8 +131,14 @@ def apply_overrides(base: EffectiveConfig, overrides: dict[str, Any] | None) -> 
         changes["api_key_set"] = True
     triggers = {k: _trigger_value(k, v) for k, v in (overrides.get("triggers") or {}).items()
                 if k in TRIGGER_FIELDS and v is not None}
+    if overrides.get("trigger_languages") is not None:
+        triggers["languages"] = tuple(str(v).strip().lower() for v in overrides["trigger_languages"])
     if triggers:
         changes["triggers"] = replace(base.triggers, **triggers)
+    if overrides.get("model_by_trigger"):
+        changes["model_by_trigger"] = {**base.model_by_trigger, **overrides["model_by_trigger"]}
+    if overrides.get("reply_blocklist"):
+        changes["reply_blocklist"] = tuple(dict.fromkeys(base.reply_blocklist + tuple(overrides["reply_blocklist"])))
     return replace(base, **changes) if changes else base
 
 
