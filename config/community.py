@@ -13,14 +13,17 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from config.settings import Settings
+from config.settings import DEFAULT_TRIGGER_LANGUAGES, Settings
 
 OVERRIDABLE = (
     "provider", "model", "temperature", "max_tokens", "system_prompt",
     "user_cooldown_s", "channel_max_replies_per_min",
 )
 TRIGGER_FIELDS = ("bot_name", "greetings", "farewells", "question_marks", "event_types", "respond_to_events")
-COLUMNS = OVERRIDABLE + ("base_url", "api_key_encrypted")  # plus "triggers", a dict
+# Reply rules (§4, §3 step 12): the languages replace the inherited ones, the models per trigger
+# are merged key by key, the blocklist adds to the inherited one.
+RULES = ("trigger_languages", "model_by_trigger", "reply_blocklist")
+COLUMNS = OVERRIDABLE + RULES + ("base_url", "api_key_encrypted")  # plus "triggers", a dict
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class TriggerConfig:
         {"subscription", "follow", "donation", "cheer", "raid", "boost"}
     )
     respond_to_events: bool = True
+    languages: tuple[str, ...] = DEFAULT_TRIGGER_LANGUAGES  # built-in vocabularies (interactions/vocabulary.py)
 
     @classmethod
     def from_settings(cls, settings: Any) -> "TriggerConfig":
@@ -49,6 +53,7 @@ class TriggerConfig:
             question_marks=tuple(settings.question_triggers),
             event_types=frozenset(t.strip().lower() for t in settings.event_response_types),
             respond_to_events=bool(settings.respond_to_events),
+            languages=tuple(code.strip().lower() for code in settings.trigger_languages),
         )
 
 
@@ -99,11 +104,24 @@ class EffectiveConfig:
         if self.base_url is None and self.api_key_encrypted is None:
             return None
         return CommunityEndpoint(self.provider, self.base_url, self.api_key_encrypted)
+    model_by_trigger: dict[str, str] = field(default_factory=dict)  # trigger or event type → model
+    reply_blocklist: tuple[str, ...] = ()
+
+    def model_for(self, trigger: str, message_type: str = "") -> str | None:
+        """MODEL_BY_TRIGGER: the event type's model, else the trigger's, else the configured model."""
+        models = self.model_by_trigger
+        kind = (message_type or "").strip().lower()
+        if trigger == "event" and kind in models:
+            return models[kind]
+        return models.get(trigger, self.model)
 
     def public(self) -> dict[str, Any]:
         out = {name: getattr(self, name) for name in OVERRIDABLE}
         out["base_url"] = redact_url(self.base_url)
         out["api_key_set"] = self.api_key_set
+        out["trigger_languages"] = list(self.triggers.languages)
+        out["model_by_trigger"] = dict(self.model_by_trigger)
+        out["reply_blocklist"] = list(self.reply_blocklist)
         out["triggers"] = {
             "bot_name": self.triggers.bot_name,
             "greetings": list(self.triggers.greetings),
@@ -125,6 +143,8 @@ def global_config(settings: Settings) -> EffectiveConfig:
         user_cooldown_s=settings.user_cooldown_s,
         channel_max_replies_per_min=settings.channel_max_replies_per_min,
         triggers=TriggerConfig.from_settings(settings),
+        model_by_trigger=dict(settings.model_by_trigger),
+        reply_blocklist=tuple(settings.reply_blocklist),
     )
 
 
@@ -148,8 +168,14 @@ def apply_overrides(base: EffectiveConfig, overrides: dict[str, Any] | None) -> 
         changes["api_key_encrypted"] = overrides["api_key_encrypted"]
     triggers = {k: _trigger_value(k, v) for k, v in (overrides.get("triggers") or {}).items()
                 if k in TRIGGER_FIELDS and v is not None}
+    if overrides.get("trigger_languages") is not None:
+        triggers["languages"] = tuple(str(v).strip().lower() for v in overrides["trigger_languages"])
     if triggers:
         changes["triggers"] = replace(base.triggers, **triggers)
+    if overrides.get("model_by_trigger"):
+        changes["model_by_trigger"] = {**base.model_by_trigger, **overrides["model_by_trigger"]}
+    if overrides.get("reply_blocklist"):
+        changes["reply_blocklist"] = tuple(dict.fromkeys(base.reply_blocklist + tuple(overrides["reply_blocklist"])))
     return replace(base, **changes) if changes else base
 
 

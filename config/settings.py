@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from config import reply_rules
+
 VERSION = "1.0.0"
 MODULE_NAME = "ai_interaction_module"
 
@@ -22,6 +24,9 @@ ProviderName = Literal["ollama", "waddleai"]
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP token (RFC 9110)
 MIN_SCRUBBED_HEADER_VALUE = 8
 _TRANSPORT_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "content-type"}
+# Languages with built-in greeting and farewell words (interactions/vocabulary.py).
+TRIGGER_LANGUAGE_CODES = ("en", "es", "pt", "fr", "de", "it", "ru", "ja", "ko", "zh")
+DEFAULT_TRIGGER_LANGUAGES = TRIGGER_LANGUAGE_CODES
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are WaddleBot, a friendly, upbeat assistant in a live-stream chat. "
@@ -87,6 +92,9 @@ class Settings(BaseSettings):
         "bye", "goodbye", "cya", "see ya", "see you", "gtg", "gotta go", "good night", "gn", "!lurk",
     ]
     question_triggers: CsvList = ["?"]
+    trigger_languages: CsvList = list(DEFAULT_TRIGGER_LANGUAGES)
+    model_by_trigger: Annotated[dict[str, str], NoDecode] = {}
+    reply_blocklist: Annotated[list[str], NoDecode] = []
     respond_to_events: bool = True
     event_response_types: CsvList = ["subscription", "follow", "donation", "cheer", "raid", "boost"]
 
@@ -144,13 +152,31 @@ class Settings(BaseSettings):
 
     @field_validator(
         "platforms", "greeting_triggers", "farewell_triggers", "question_triggers",
-        "event_response_types", "allowed_upstream_hosts", mode="before",
+        "event_response_types", "allowed_upstream_hosts", "trigger_languages", mode="before",
     )
     @classmethod
     def _split_lower(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip().lower() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("trigger_languages")
+    @classmethod
+    def _known_languages(cls, value: list[str]) -> list[str]:
+        unknown = [code for code in value if code not in TRIGGER_LANGUAGE_CODES]
+        if unknown:
+            raise ValueError(f"unknown language {', '.join(unknown)}; known: {', '.join(TRIGGER_LANGUAGE_CODES)}")
+        return value
+
+    @field_validator("model_by_trigger", mode="before")
+    @classmethod
+    def _model_by_trigger(cls, value: object) -> object:
+        return reply_rules.model_by_trigger(value)
+
+    @field_validator("reply_blocklist", mode="before")
+    @classmethod
+    def _blocklist(cls, value: object) -> object:
+        return list(reply_rules.blocklist_entries(reply_rules.split_entries(value)))
 
     @field_validator("commands", mode="before")
     @classmethod

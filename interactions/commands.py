@@ -171,7 +171,10 @@ class CommandAnswerer:
             return ExecuteResponse(success=True, message="",
                                    data={**data, "rate_limited": True, "scope": answer.limited_by})
         reply = answer.reply
+        if reply is not None and not reply.text:  # moderated with no canned reply: nothing to post
+            return ExecuteResponse(success=True, message="", data={**data, "moderated": True})
         if reply is None:
             return ExecuteResponse(success=False, error=UNAVAILABLE, data={**data, "fallback": False})
         return ExecuteResponse(success=True, message=reply.text, data={
-            **data, "provider": reply.provider, "model": reply.model, "fallback": reply.fallback})
+            **data, "provider": reply.provider, "model": reply.model, "fallback": reply.fallback,
+            **({"moderated": True} if reply.moderated else {})})

@@ -31,6 +31,7 @@ from config.community import EffectiveConfig
 from config.settings import Settings
 from interactions.cleaning import clean_reply
 from interactions.fallbacks import fallback_reply
+from interactions.moderation import blocklist_for
 from interactions.model import Interaction, InteractionRequest
 from interactions.prompt import build_messages, user_turn
 from interactions.rate_limits import ReplyRateLimiter
@@ -59,10 +60,11 @@ class Reply:
     fallback: bool
     # (the viewer's turn, the reply without prefix): remembered once delivered; None for canned replies
     exchange: tuple[str, str] | None = None
+    moderated: bool = False  # the LLM's reply hit the blocklist: the canned one (or, text "", none) instead
 
     @property
     def outcome(self) -> str:
-        return "fallback" if self.fallback else "replied"
+        return "moderated" if self.moderated else "fallback" if self.fallback else "replied"
 
 
 @dataclass(slots=True)
@@ -102,14 +104,17 @@ class ReplyPipeline:
         if interaction.age_s > self.settings.interaction_max_age_s:
             return "expired", "none"
         cfg = await self.config_source.effective(req.community_id)
-        trigger = matcher_for(cfg.triggers).detect(req.message_content, req.message_type, req.username)
+        found = matcher_for(cfg.triggers).match(req.message_content, req.message_type, req.username)
+        trigger = found.trigger
         if trigger is None:
             return "ignored", "none"
         if self._rate_limited(req, cfg):
             return "rate_limited", trigger
-        reply = await self._generate(interaction, cfg, trigger)
+        reply = await self._generate(interaction, cfg, trigger, language=found.language)
         if reply is None:
             return "failed", trigger
+        if not reply.text:  # moderated, and no canned reply may go instead
+            return reply.outcome, trigger
         delivered = await self.router.post_reply(
             self.reply_body(self._outgoing(interaction, trigger, reply)),
             interaction_id=interaction.id, request_id=interaction.request_id,
@@ -129,7 +134,8 @@ class ReplyPipeline:
             scope = self._rate_limited(req, cfg)
             if scope:
                 return Answer("rate_limited", limited_by=scope)
-            reply = await self._generate(interaction, cfg, trigger, deadline)
+            language = matcher_for(cfg.triggers).match(req.message_content, "", "").language
+            reply = await self._generate(interaction, cfg, trigger, deadline, language)
         except Exception as exc:  # a store or a bug: the viewer is still answered
             log.error("command answer crashed", action="execute_command", interaction_id=interaction.id,
                       error_type=type(exc).__name__, exc_info=exc)
@@ -146,21 +152,25 @@ class ReplyPipeline:
                                         cfg.user_cooldown_s, cfg.channel_max_replies_per_min)
 
     async def _generate(self, interaction: Interaction, cfg: EffectiveConfig, trigger: str,
-                        deadline: float | None = None) -> Reply | None:
-        """The LLM's cleaned reply, else the canned fallback (None when fallbacks are off).
-        With a `deadline`, the LLM is waited for until then only (interactions/stragglers.py)."""
+                        deadline: float | None = None, language: str | None = None) -> Reply | None:
+        """The LLM's cleaned reply in the message's `language`, else the canned fallback (None when
+        fallbacks are off). With a `deadline`, the LLM is waited for until then only
+        (interactions/stragglers.py). A reply the blocklist refuses is replaced (§3 step 12)."""
         req = interaction.request
         prefix = self.settings.response_prefix
         history = await self.context.history(conversation_key(req))
-        messages = build_messages(req, trigger, history, cfg.system_prompt, prefix)
-        request = ChatRequest(messages=messages, model=cfg.model, temperature=cfg.temperature,
-                              max_tokens=cfg.max_tokens, request_id=interaction.request_id)
+        messages = build_messages(req, trigger, history, cfg.system_prompt, prefix, language)
+        request = ChatRequest(messages=messages, model=cfg.model_for(trigger, req.message_type),
+                              temperature=cfg.temperature, max_tokens=cfg.max_tokens,
+                              request_id=interaction.request_id)
         reason = "provider_error"
         try:
             call = self._complete(req, cfg, request)
             result = await (call if deadline is None else self.stragglers.wait(call, deadline))
             text = clean_reply(result.text, platform=req.platform, prefix=prefix,
                                system_prompt=cfg.system_prompt, bot_name=cfg.triggers.bot_name)
+            if text is not None and blocklist_for(cfg.reply_blocklist).blocks(text):
+                return self._moderated(interaction, cfg, trigger, language, result.provider, result.model)
             if text is not None:
                 return Reply(text, result.provider, result.model, fallback=False,
                              exchange=(user_turn(req, trigger), text[len(prefix):]))
@@ -173,7 +183,19 @@ class ReplyPipeline:
             reason = "timeout"
             log.warning("no LLM answer within EXECUTE_TIMEOUT_S", action="generate",
                         interaction_id=interaction.id, result="timeout")
-        return self._fallback(req, trigger, reason)
+        return self._fallback(req, trigger, reason, language)
+
+    def _moderated(self, interaction: Interaction, cfg: EffectiveConfig, trigger: str, language: str | None,
+                   provider: str, model: str) -> Reply:
+        """The LLM's reply hit the blocklist: logged without its text, the canned reply instead."""
+        log.warning("LLM reply blocked by the reply blocklist", action="moderate", result="moderated",
+                    interaction_id=interaction.id, provider=provider, model=model,
+                    community=interaction.request.community_id)
+        canned = self._fallback(interaction.request, trigger, "moderated", language)
+        if canned is None or blocklist_for(cfg.reply_blocklist).blocks(canned.text):
+            return Reply("", provider, model, fallback=True, moderated=True)
+        canned.moderated = True
+        return canned
 
     async def _complete(self, req: InteractionRequest, cfg: EffectiveConfig, request: ChatRequest) -> ChatResult:
         """One LLM answer through the breakers and failover (llm/service.py), its usage recorded."""
@@ -183,13 +205,15 @@ class ReplyPipeline:
                                 result.prompt_tokens, result.completion_tokens)
         return result
 
-    def _fallback(self, req: InteractionRequest, trigger: str, reason: str) -> Reply | None:
-        """The canned reply for the trigger (or event type); None when RESPOND_WITH_FALLBACK=false."""
+    def _fallback(self, req: InteractionRequest, trigger: str, reason: str,
+                  language: str | None = None) -> Reply | None:
+        """The canned reply for the trigger (or event type) in `language`; None when
+        RESPOND_WITH_FALLBACK=false."""
         if not self.settings.respond_with_fallback:
             return None
         metrics.fallbacks_total.labels(reason=reason).inc()
         prefix = self.settings.response_prefix
-        canned = fallback_reply(trigger, req.message_type, req.display)
+        canned = fallback_reply(trigger, req.message_type, req.display, language=language)
         text = clean_reply(canned, platform=req.platform, prefix=prefix)
         return Reply(text or prefix + canned, None, None, fallback=True)
 

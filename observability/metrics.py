@@ -114,7 +114,7 @@ build_info.labels(version=VERSION).set(1)
 
 # Series that alerts and ratios rely on exist at 0 from the start: rate() and increase() cannot
 # see the first increment of a series that appears with value 1.
-for _outcome in ("replied", "fallback", "rate_limited", "failed"):
+for _outcome in ("replied", "fallback", "moderated", "rate_limited", "failed"):
     for _trigger in TRIGGERS:
         interactions_total.labels(outcome=_outcome, trigger=_trigger)
 for _outcome in ("ignored", "expired", "failed", "duplicate"):

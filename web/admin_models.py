@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from config import reply_rules
+from config.settings import TRIGGER_LANGUAGE_CODES
 from interactions.model import COMMUNITY_ID_MAX, NUL_MESSAGE
 from llm.upstream import syntax_problem
 
@@ -26,6 +28,7 @@ def _no_nul(value: str | None) -> str | None:
 Text = Annotated[str, AfterValidator(_no_nul)]
 Word = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_no_nul)]
 Mark = Annotated[str, Field(min_length=1, max_length=10), AfterValidator(_no_nul)]
+TriggerLanguage = Literal[TRIGGER_LANGUAGE_CODES]  # type: ignore[valid-type]
 
 
 class TriggerUpdate(BaseModel):
@@ -52,6 +55,24 @@ class ConfigUpdate(BaseModel):
     user_cooldown_s: float | None = Field(None, ge=0, le=86400)
     channel_max_replies_per_min: int | None = Field(None, ge=0, le=100_000)
     triggers: TriggerUpdate | None = None
+    trigger_languages: list[TriggerLanguage] | None = Field(None, min_length=1, max_length=len(TRIGGER_LANGUAGE_CODES))
+    model_by_trigger: dict[str, Text] | None = None
+    reply_blocklist: list[Text] | None = None
+
+    @field_validator("trigger_languages")
+    @classmethod
+    def _languages(cls, value: list[str] | None) -> list[str] | None:
+        return list(dict.fromkeys(value)) if value is not None else None
+
+    @field_validator("model_by_trigger")
+    @classmethod
+    def _models(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return reply_rules.model_by_trigger(value) if value is not None else None
+
+    @field_validator("reply_blocklist")
+    @classmethod
+    def _blocklist(cls, value: list[str] | None) -> list[str] | None:
+        return list(reply_rules.blocklist_entries(value)) if value is not None else None
 
     @field_validator("base_url")
     @classmethod

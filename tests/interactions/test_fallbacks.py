@@ -6,12 +6,17 @@ import random
 
 import pytest
 
-from interactions.fallbacks import (
-    EVENT_REPLIES, FALLBACK_NAME, GENERIC_EVENT_REPLIES, TRIGGER_REPLIES, fallback_reply, variants,
-)
+from config.settings import TRIGGER_LANGUAGE_CODES
+from interactions.fallback_texts import FALLBACK_TEXTS
+from interactions.fallbacks import FALLBACK_NAME, FALLBACK_NAMES, fallback_reply, variants
 from interactions.cleaning import clean_reply
 
-TRIGGERS = ["greeting", "farewell", "question", "mention"]
+ENGLISH = FALLBACK_TEXTS["en"]
+TRIGGER_REPLIES = {k: ENGLISH[k] for k in ("greeting", "farewell", "question", "mention", "command")}
+EVENT_REPLIES = {k: ENGLISH[k] for k in ("subscription", "follow", "donation", "cheer", "raid", "boost")}
+GENERIC_EVENT_REPLIES = ENGLISH["event"]
+
+TRIGGERS = ["greeting", "farewell", "question", "mention", "command"]
 EVENTS = ["subscription", "follow", "donation", "cheer", "raid", "boost"]
 
 
@@ -70,9 +75,7 @@ def test_every_variant_is_reachable() -> None:
     assert seen == {t.format(name="Eve") for t in TRIGGER_REPLIES["farewell"]}
 
 
-ALL_TEMPLATES = [t for ts in TRIGGER_REPLIES.values() for t in ts] + [
-    t for ts in EVENT_REPLIES.values() for t in ts
-] + list(GENERIC_EVENT_REPLIES)
+ALL_TEMPLATES = [t for texts in FALLBACK_TEXTS.values() for ts in texts.values() for t in ts]
 
 
 @pytest.mark.parametrize("template", ALL_TEMPLATES)
@@ -86,3 +89,32 @@ def test_templates_are_short_unprefixed_and_survive_cleaning(template: str) -> N
 def test_mass_mention_name_is_neutralised_by_cleaning() -> None:
     out = clean_reply(fallback_reply("greeting", "", "@everyone"), platform="discord")
     assert out is not None and "@\u200beveryone" in out
+
+
+KINDS = TRIGGERS + EVENTS + ["event"]
+
+
+@pytest.mark.parametrize("language", TRIGGER_LANGUAGE_CODES)
+def test_every_language_has_every_trigger_and_event_type(language: str) -> None:
+    assert set(FALLBACK_TEXTS[language]) == set(KINDS)
+    assert language in FALLBACK_NAMES
+
+
+@pytest.mark.parametrize("language", [code for code in TRIGGER_LANGUAGE_CODES if code != "en"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_language_answers_in_its_own_words(language: str, kind: str) -> None:
+    trigger, event = ("event", kind) if kind in EVENTS + ["event"] else (kind, "chatMessage")
+    reply = fallback_reply(trigger, event, "Alice", language=language)
+    assert reply in {t.format(name="Alice") for t in FALLBACK_TEXTS[language][kind]}
+    assert reply not in {t.format(name="Alice") for t in FALLBACK_TEXTS["en"][kind]}
+
+
+@pytest.mark.parametrize("language", [None, "", "xx", "EN"])
+def test_unknown_language_answers_in_english(language: str | None) -> None:
+    assert fallback_reply("greeting", "", "Bo", language=language) in {
+        t.format(name="Bo") for t in ENGLISH["greeting"]}
+
+
+def test_missing_name_is_said_in_the_reply_language() -> None:
+    assert FALLBACK_NAMES["es"] in fallback_reply("greeting", "", "", language="es")
+    assert FALLBACK_NAMES["ja"] in fallback_reply("farewell", "", " ", language="ja")

@@ -102,7 +102,7 @@ CHAT_CASES = [
     ("what do you think, @waddlebot", "mention"),
     ("is waddlebot's brain ok", "mention"),
     ("waddlebotfan", None),
-    ("@waddlebotfan hello", "greeting"),
+    ("@waddlebotfan hello", None),  # said to another viewer
     ("mywaddlebot", None),
     # questions
     ("what?", "question"),
@@ -113,7 +113,7 @@ CHAT_CASES = [
     ("???", None),
     ("?", None),
     ("lol ???", None),
-    ("what ?", None),
+    ("what ?", "question"),  # one space before the mark, as French writes it
     ("https://example.com/watch?v=1", None),
     ("check https://example.com/watch?v=1 now", None),
     ("HTTP://EXAMPLE.COM/a?b=c", None),
@@ -143,10 +143,10 @@ CHAT_CASES = [
     ("   ", None),
     ("\n\t", None),
     # unicode
-    ("привет", None),
+    ("привет", "greeting"),  # the built-in Russian words
     ("héllo", None),
     ("hello 世界", "greeting"),
-    ("こんにちは?", "question"),
+    ("こんにちは?", "greeting"),  # greeting comes before question
     ("héllo?", "question"),
     # priority: mention > greeting > farewell > question
     ("hi waddlebot", "mention"),

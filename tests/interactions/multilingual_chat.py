@@ -1,0 +1,221 @@
+"""Labelled chat lines in the languages of TRIGGER_LANGUAGES, written the way viewers write.
+
+Each row: (message, trigger that must fire or None, language the reply must be in or None when the
+line stays silent or its language cannot be told). The look-alikes are the point: words of one
+language that are ordinary in another, greetings inside longer words, lines said to another viewer.
+"""
+
+from __future__ import annotations
+
+Row = tuple[str, str | None, str | None]
+
+SPANISH: list[Row] = [
+    ("hola", "greeting", "es"),
+    ("Hola a todos!!", "greeting", "es"),
+    ("holaaaa chat", "greeting", "es"),
+    ("HOLA streamer como estas", "greeting", "es"),
+    ("buenas", "greeting", "es"),
+    ("buenas a todos", "greeting", "es"),
+    ("buenas noches gente", "greeting", "es"),
+    ("buenos días!", "greeting", "es"),
+    ("buenos dias chat", "greeting", "es"),
+    ("qué onda banda", "greeting", "es"),
+    ("saludos desde México", "greeting", "es"),
+    ("adiós, me voy a dormir", "farewell", "es"),
+    ("bueno chat, nos vemos mañana", "farewell", "es"),
+    ("hasta luego!", "farewell", "es"),
+    ("chao chao", "farewell", "es"),
+    ("¿qué juego es este?", "question", "es"),
+    ("cuánto tiempo llevas jugando?", "question", "es"),
+    ("¿Cómo estás ?", "question", "es"),
+    ("tengo buenas ideas para el stream", None, None),
+    ("hicimos la ola en el estadio", None, None),
+    ("el que sigue", None, None),
+    ("jajajaja", None, None),
+    ("@carlos hola, ya llegaste?", None, "es"),
+    ("@maria nos vemos mañana", None, "es"),
+    ("ese jefe es muy difícil", None, None),
+]
+
+PORTUGUESE: list[Row] = [
+    ("oi", "greeting", "pt"),
+    ("oiii gente", "greeting", "pt"),
+    ("olá pessoal", "greeting", "pt"),
+    ("salve salve", "greeting", "pt"),
+    ("salve galera", "greeting", "pt"),
+    ("eae mano, tudo bem?", "greeting", "pt"),
+    ("bom dia!!", "greeting", "pt"),
+    ("boa noite galera", "greeting", "pt"),
+    ("boa tarde a todos", "greeting", "pt"),
+    ("tchau galera", "farewell", "pt"),
+    ("tchauuu", "farewell", "pt"),
+    ("vou nessa, até amanhã", "farewell", "pt"),
+    ("até mais pessoal", "farewell", "pt"),
+    ("flw", "farewell", "pt"),
+    ("qual o nome desse jogo?", "question", "pt"),
+    ("vc vai jogar amanhã?", "question", "pt"),
+    ("ele falou que ia jogar", None, None),
+    ("fui no mercado hoje", None, None),
+    ("salve o jogo antes de sair", None, None),
+    ("kkkkkkk", None, None),
+    ("que jogada foi essa", None, None),
+    ("@joao oi, tudo bem?", None, "pt"),
+    ("@ana tchau", None, "pt"),
+    ("o boss é muito difícil", None, None),
+]
+
+FRENCH: list[Row] = [
+    ("bonjour", "greeting", "fr"),
+    ("Bonjour tout le monde", "greeting", "fr"),
+    ("salut les amis", "greeting", "fr"),
+    ("slt", "greeting", "fr"),
+    ("coucou le chat", "greeting", "fr"),
+    ("bonsoir à tous", "greeting", "fr"),
+    ("au revoir", "farewell", "fr"),
+    ("bonne nuit tout le monde", "farewell", "fr"),
+    ("à demain les gens", "farewell", "fr"),
+    ("allez, à plus !", "farewell", "fr"),
+    ("Comment ça va ?", "question", "fr"),
+    ("c'est quoi ce jeu ?", "question", "fr"),
+    ("tu joues à quoi demain?", "question", "fr"),
+    ("c'est un bon jeu", None, None),
+    ("mdr", None, None),
+    ("@lucas salut, ça va ?", None, "fr"),
+    ("@emma bonne nuit", None, "fr"),
+    ("je suis là depuis le début", None, None),
+    ("trop fort ce boss", None, None),
+]
+
+GERMAN: list[Row] = [
+    ("hallo", "greeting", "de"),
+    ("Hallo zusammen", "greeting", "de"),
+    ("moin", "greeting", "de"),
+    ("moin moin leute", "greeting", "de"),
+    ("servus", "greeting", "de"),
+    ("guten morgen chat", "greeting", "de"),
+    ("Guten Abend alle zusammen", "greeting", "de"),
+    ("grüß dich", "greeting", "de"),
+    ("tschüss", "farewell", "de"),
+    ("tschüss leute, bis morgen", "farewell", "de"),
+    ("gute nacht alle", "farewell", "de"),
+    ("bis später", "farewell", "de"),
+    ("wie heißt das spiel?", "question", "de"),
+    ("spielst du morgen wieder?", "question", "de"),
+    ("das war knapp", None, None),
+    ("ich bin seit einer stunde da", None, None),
+    ("@max hallo, bist du auch da?", None, "de"),
+    ("@lena gute nacht", None, "de"),
+    ("krasser move", None, None),
+]
+
+ITALIAN: list[Row] = [
+    ("ciao", "greeting", "it"),
+    ("ciao a tutti", "greeting", "it"),
+    ("ciaooo ragazzi", "greeting", "it"),
+    ("buongiorno", "greeting", "it"),
+    ("buonasera a tutti", "greeting", "it"),
+    ("salve a tutti", "greeting", "it"),
+    ("buonanotte ragazzi", "farewell", "it"),
+    ("arrivederci", "farewell", "it"),
+    ("ci vediamo domani", "farewell", "it"),
+    ("alla prossima!", "farewell", "it"),
+    ("come stai?", "question", "it"),
+    ("che gioco è questo?", "question", "it"),
+    ("che bella partita", None, None),
+    ("non ci credo", None, None),
+    ("@giulia ciao, come va?", None, "it"),
+    ("ahahah", None, None),
+]
+
+RUSSIAN: list[Row] = [
+    ("привет", "greeting", "ru"),
+    ("Всем привет!", "greeting", "ru"),
+    ("приветик", "greeting", "ru"),
+    ("здравствуйте", "greeting", "ru"),
+    ("добрый вечер чат", "greeting", "ru"),
+    ("ку", "greeting", "ru"),
+    ("пока", "farewell", "ru"),
+    ("всем пока", "farewell", "ru"),
+    ("ну пока", "farewell", "ru"),
+    ("пока-пока", "farewell", "ru"),
+    ("спокойной ночи", "farewell", "ru"),
+    ("до завтра ребята", "farewell", "ru"),
+    ("как дела?", "question", "ru"),
+    ("что за игра?", "question", "ru"),
+    ("пока я играю, не мешай", None, None),
+    ("я пока не знаю", None, None),
+    ("здорово играешь", None, None),
+    ("ахахах", None, None),
+    ("@саша привет, как дела?", None, "ru"),
+    ("ну ты даешь", None, None),
+]
+
+JAPANESE: list[Row] = [
+    ("こんにちは", "greeting", "ja"),
+    ("こんにちは皆さん", "greeting", "ja"),
+    ("みなさんこんばんは！", "greeting", "ja"),
+    ("おはようございます", "greeting", "ja"),
+    ("初見です！よろしくお願いします", "greeting", "ja"),
+    ("おやすみなさい", "farewell", "ja"),
+    ("そろそろ落ちます、おつかれさま", "farewell", "ja"),
+    ("またね〜", "farewell", "ja"),
+    ("乙", "farewell", "ja"),
+    ("元気？", "question", "ja"),
+    ("これは何のゲームですか？", "question", "ja"),
+    ("草", None, None),
+    ("うまいね", None, None),
+    ("おつまみ食べながら見てる", None, None),
+    ("@たろう こんにちは", None, "ja"),
+    ("ｗｗｗ", None, None),
+]
+
+KOREAN: list[Row] = [
+    ("안녕하세요", "greeting", "ko"),
+    ("안녕하세요 여러분", "greeting", "ko"),
+    ("민수야안녕", "greeting", "ko"),
+    ("하이", "greeting", "ko"),
+    ("반가워요", "greeting", "ko"),
+    ("안녕히 계세요", "farewell", "ko"),
+    ("잘자요", "farewell", "ko"),
+    ("다음에 봐요", "farewell", "ko"),
+    ("이 게임 이름이 뭐예요?", "question", "ko"),
+    ("하이라이트 보고 왔어요", None, None),
+    ("ㅋㅋㅋㅋ", None, None),
+    ("대박", None, None),
+    ("@지민 안녕", None, "ko"),
+]
+
+CHINESE: list[Row] = [
+    ("你好", "greeting", "zh"),
+    ("主播你好", "greeting", "zh"),
+    ("大家好", "greeting", "zh"),
+    ("晚上好！", "greeting", "zh"),
+    ("嗨", "greeting", "zh"),
+    ("再见", "farewell", "zh"),
+    ("晚安大家", "farewell", "zh"),
+    ("拜拜", "farewell", "zh"),
+    ("这是什么游戏？", "question", "zh"),
+    ("主播你好帅", None, None),
+    ("你好看", None, None),
+    ("哈哈哈哈", None, None),
+    ("666", None, None),
+    ("@小明 你好", None, "zh"),
+]
+
+ENGLISH_AND_MIXED: list[Row] = [
+    ("Ｈｅｌｌｏ", "greeting", "en"),
+    ("hello everyone", "greeting", "en"),
+    ("@bob are you coming tonight?", None, "en"),
+    ("@bob hi", None, "en"),
+    ("hey @waddlebot how are you?", "mention", "en"),
+    ("@waddlebot привет", "mention", "ru"),
+    ("waddlebot こんにちは", "mention", "ja"),
+    ("@WaddleBot hola que tal", "mention", "es"),
+    ("this is super", None, None),
+    ("they said so", None, None),
+    ("hi como estas", "greeting", "es"),
+    ("what game is this?", "question", "en"),
+]
+
+ALL_ROWS: list[Row] = (SPANISH + PORTUGUESE + FRENCH + GERMAN + ITALIAN + RUSSIAN + JAPANESE + KOREAN
+                       + CHINESE + ENGLISH_AND_MIXED)
