@@ -36,7 +36,7 @@ from interactions.model import Interaction, InteractionRequest
 from interactions.prompt import build_messages, user_turn
 from interactions.rate_limits import ReplyRateLimiter
 from interactions.stragglers import Stragglers
-from interactions.triggers import matcher_for
+from interactions.triggers import TriggerMatch, matcher_for
 from llm.service import LLMService
 from llm.types import ChatRequest, ChatResult, ProviderError
 from observability import metrics
@@ -74,6 +74,16 @@ class Answer:
     outcome: str
     reply: Reply | None = None
     limited_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerCheck:
+    """The dry run's answer: the match, the model a reply would ask for (None: the configured one),
+    and the languages the community's triggers know."""
+
+    match: TriggerMatch
+    model: str | None
+    languages: tuple[str, ...]
 
 
 def conversation_key(req: InteractionRequest) -> ConversationKey:
@@ -144,6 +154,16 @@ class ReplyPipeline:
             return Answer("failed")
         await self._remember(req, reply)  # returned next: delivered as far as this service can tell
         return Answer(reply.outcome, reply)
+
+    # --- the dry run of the decision (POST /api/v1/ai/triggers/check) ---------------------------------
+    async def check(self, message: str, message_type: str = "chatMessage", username: str = "",
+                    community_id: int | None = None) -> TriggerCheck:
+        """What `process` would decide about the trigger for this message in this community, without
+        rate limits, an LLM call or a post: the trigger, the language, the words and the model."""
+        cfg = await self.config_source.effective(community_id)
+        found = matcher_for(cfg.triggers).match(message, message_type, username)
+        model = cfg.model_for(found.trigger, message_type) if found.trigger else None
+        return TriggerCheck(found, model, cfg.triggers.languages)
 
     # --- the shared steps --------------------------------------------------------------------------
     def _rate_limited(self, req: InteractionRequest, cfg: EffectiveConfig) -> str | None:

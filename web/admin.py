@@ -7,6 +7,7 @@
   ALLOWED_UPSTREAM_HOSTS names it): else 400 naming `base_url`.
 - `DELETE /api/v1/ai/context/{platform}/{user_id}`: forget a user (context and queued interactions).
 - `GET /api/v1/ai/usage?community_id=&since=`: token usage rows and totals.
+- `POST /api/v1/ai/triggers/check`: the dry run of the trigger decision for a message (§4).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from quart import Blueprint, Response, current_app, jsonify, request
 from quart_schema import document_querystring, document_request, document_response
 
 from web.admin_models import (
-    CommunityQuery, ConfigResponse, ConfigUpdate, ErasePath, EraseResponse, UsageQuery, UsageResponse,
+    CommunityQuery, ConfigResponse, ConfigUpdate, ErasePath, EraseResponse, TriggerCheckRequest,
+    TriggerCheckResponse, UsageQuery, UsageResponse,
 )
 from web.auth import presented_key
 from web.errors import ApiError, from_validation_error
@@ -118,6 +120,26 @@ async def put_config() -> Response:
     log.info("configuration updated", action="config_update", community=query.community_id,
              fields=sorted(k for k in changes), persisted=rt.config_source.persisted)
     return jsonify(await _config_answer(query.community_id))
+
+
+@blueprint.post("/triggers/check")
+@document_request(TriggerCheckRequest)
+@document_response(TriggerCheckResponse, 200)
+@_errors()
+async def check_triggers() -> Response:
+    """Would this message be answered, by which trigger, in which language (§4)? No LLM, no post."""
+    rt = runtime()
+    body = await request.get_data(cache=False)
+    try:
+        ask = TriggerCheckRequest.model_validate_json(body or b"{}")
+    except ValidationError as exc:
+        raise from_validation_error(exc) from None
+    check = await rt.pipeline.check(ask.message, ask.message_type, ask.username, ask.community_id)
+    found = check.match
+    return jsonify({"success": True, "data": {
+        "community_id": ask.community_id, "trigger": found.trigger, "would_reply": found.trigger is not None,
+        "language": found.language, "word": found.word, "reason": found.reason, "model": check.model,
+        "trigger_languages": list(check.languages)}})
 
 
 @blueprint.delete("/context/<platform>/<user_id>")

@@ -91,6 +91,33 @@ class ConfigUpdate(BaseModel):
         return out
 
 
+class TriggerCheckRequest(BaseModel):
+    """The dry run of §4: which trigger would fire for `message` (as `username`) in a community."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message: Text = Field(max_length=10000)
+    message_type: Text = Field("chatMessage", min_length=1, max_length=100)
+    username: Text = Field("viewer", min_length=1, max_length=255)
+    community_id: int | None = Field(None, gt=0, le=COMMUNITY_ID_MAX)
+
+
+class TriggerCheckData(BaseModel):
+    community_id: int | None
+    trigger: str | None
+    would_reply: bool
+    language: str | None
+    word: str | None
+    reason: str
+    model: str | None
+    trigger_languages: list[str]
+
+
+class TriggerCheckResponse(BaseModel):
+    success: bool = True
+    data: TriggerCheckData
+
+
 class CommunityQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
