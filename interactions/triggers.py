@@ -97,6 +97,9 @@ class _WordList:
                 phrases[key] = phrases.get(key, ()) + languages
         self.words = words
         self.phrases = tuple((f" {p} ", p) for p in sorted(phrases))
+        # built-in phrases also match stretched ("bom diaaa"); the operator's (English) ones do not
+        self.stretchable_phrases = tuple((padded, p) for padded, p in self.phrases
+                                         if phrases[p] and "en" not in phrases[p])
         self.phrase_languages = phrases
         self.commands = frozenset(commands)
         self.standalone = standalone
@@ -131,6 +134,11 @@ class _WordList:
         for padded, phrase in self.phrases:
             if padded in spaced and (phrase not in self.standalone or alone()):
                 return phrase
+        if self.stretchable_phrases and _STRETCHED.search(spaced):
+            plain = _unstretch(spaced)
+            for padded, phrase in self.stretchable_phrases:
+                if padded in plain and (phrase not in self.standalone or alone()):
+                    return phrase
         return None
 
 

@@ -105,7 +105,7 @@ VOCABULARIES: dict[str, Vocabulary] = {
         greetings=("ciao", "salve", "buongiorno", "buon giorno", "buonasera", "buona sera",
                    "buon pomeriggio", "ehilà", "bella raga"),
         farewells=("arrivederci", "a dopo", "a domani", "buonanotte", "buona notte", "ci vediamo",
-                   "alla prossima"),
+                   "alla prossima", "buona serata", "buona giornata"),
         standalone=frozenset({"salve"}),
         markers=frozenset({
             "il", "lo", "gli", "di", "è", "che", "non", "come", "sono", "sei", "un", "una", "per",
@@ -137,7 +137,8 @@ VOCABULARIES: dict[str, Vocabulary] = {
     ),
     "ko": Vocabulary(
         greetings=("안녕하세요", "안녕", "안뇽", "하이", "반가워요", "반갑습니다", "반가워", "ㅎㅇ", "방가방가"),
-        farewells=("안녕히 가세요", "안녕히가세요", "안녕히 계세요", "안녕히계세요", "잘 가", "잘가",
+        farewells=("안녕히", "안녕히 가세요", "안녕히가세요", "안녕히 계세요", "안녕히계세요", "안녕히 주무세요",
+                   "안녕히주무세요", "잘 가", "잘가",
                    "잘자", "잘 자", "잘자요", "잘 자요", "바이바이", "ㅂㅂ", "ㅃㅇ", "다음에 봐요", "또 봐요"),
         standalone=frozenset({"하이", "ㅎㅇ", "ㅂㅂ", "ㅃㅇ"}),
         word_only=frozenset({"하이", "ㅎㅇ", "ㅂㅂ", "ㅃㅇ", "잘 가", "잘 자", "또 봐요"}),

@@ -219,3 +219,32 @@ ENGLISH_AND_MIXED: list[Row] = [
 
 ALL_ROWS: list[Row] = (SPANISH + PORTUGUESE + FRENCH + GERMAN + ITALIAN + RUSSIAN + JAPANESE + KOREAN
                        + CHINESE + ENGLISH_AND_MIXED)
+
+# More lines, checked for the trigger only (written after the rules, to see them generalise).
+TRIGGER_ONLY: list[tuple[str, str | None]] = [
+ ("Hola!", "greeting"), ("hola hola", "greeting"), ("holis", "greeting"), ("hola que tal todo", "greeting"),
+ ("buenas tardes a todos", "greeting"), ("buen día chat", "greeting"), ("saludos!", "greeting"),
+ ("bueno me voy, chao", "farewell"), ("adios a todos", "farewell"), ("nos vemos!", "farewell"), ("hasta mañana chat", "farewell"),
+ ("que tal el juego?", "question"), ("cual es tu setup", None), ("jaja que buena jugada", None), ("vamos!!!", None),
+ ("la ola de calor", None), ("buenas noticias", None), ("me voy a comer", None),
+ ("oi oi", "greeting"), ("olá a todos", "greeting"), ("Oi gente, tudo bem?", "greeting"), ("bom diaaa", "greeting"),
+ ("boa noite pessoal", "greeting"), ("tchau tchau", "farewell"), ("até logo galera", "farewell"), ("até amanhã", "farewell"),
+ ("falou galera", None), ("que jogo é esse?", "question"), ("boa jogada", None), ("o jogo salve automaticamente", None), ("kkkk", None),
+ ("coucou tout le monde", "greeting"), ("salut à tous", "greeting"), ("bonjour bonjour", "greeting"), ("bonsoir", "greeting"),
+ ("bonne nuit", "farewell"), ("à plus tard", "farewell"), ("au revoir tout le monde", "farewell"), ("ça va ?", "question"),
+ ("trop bien", None), ("gg", None), ("je reviens", None),
+ ("Hallo Leute", "greeting"), ("hallo zusammen!", "greeting"), ("moin", "greeting"), ("servus miteinander", "greeting"), ("guten Tag", "greeting"),
+ ("tschüss zusammen", "farewell"), ("gute Nacht zusammen", "farewell"), ("bis dann", "farewell"), ("ciao leute", "greeting"),
+ ("wie geht's?", "question"), ("gutes spiel", None), ("danke", None),
+ ("ciao ciao", "greeting"), ("buongiorno a tutti", "greeting"), ("buona serata", "farewell"), ("buonanotte", "farewell"), ("a domani!", "farewell"),
+ ("come va?", "question"), ("bella giocata", None), ("grande", None),
+ ("привет всем", "greeting"), ("всем привет!", "greeting"), ("хай", "greeting"), ("здравствуйте!", "greeting"), ("доброе утро", "greeting"),
+ ("всем пока!", "farewell"), ("до встречи", "farewell"), ("спокойной ночи всем", "farewell"), ("ладно, пока", "farewell"),
+ ("как дела", None), ("как дела ?", "question"), ("пока не знаю", None), ("круто", None), ("лол", None),
+ ("こんばんは〜", "greeting"), ("おはよう！", "greeting"), ("こんにちは！初見です", "greeting"), ("おやすみ〜", "farewell"), ("お疲れ様でした！", "farewell"),
+ ("またね！", "farewell"), ("すごい", None), ("ナイス", None), ("これ何？", "question"),
+ ("안녕하세요!", "greeting"), ("안녕~", "greeting"), ("여러분 안녕하세요", "greeting"), ("잘자요~", "farewell"), ("안녕히 주무세요", "farewell"),
+ ("ㅋㅋ", None), ("와 대박", None), ("뭐해요?", "question"),
+ ("大家好！", "greeting"), ("你好呀", "greeting"), ("晚安", "farewell"), ("拜拜~", "farewell"), ("再见了", "farewell"),
+ ("厉害", None), ("哈哈", None), ("这是什么？", "question"), ("你好厉害", None),
+]

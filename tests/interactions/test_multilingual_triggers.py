@@ -12,7 +12,7 @@ from config.community import TriggerConfig
 from config.settings import TRIGGER_LANGUAGE_CODES
 from interactions.triggers import matcher_for, normalize
 from interactions.vocabulary import VOCABULARIES
-from tests.interactions.multilingual_chat import ALL_ROWS
+from tests.interactions.multilingual_chat import ALL_ROWS, TRIGGER_ONLY
 from tests.support import IsolatedSettings
 
 DEFAULT = TriggerConfig()
@@ -29,6 +29,11 @@ def test_labelled_chat(message: str, trigger: str | None, language: str | None) 
     assert found.trigger == trigger, found.reason
     if trigger is not None:  # the language a silent line is in does not matter
         assert found.language == language
+
+
+@pytest.mark.parametrize(("message", "trigger"), TRIGGER_ONLY)
+def test_more_labelled_chat(message: str, trigger: str | None) -> None:
+    assert match(message).trigger == trigger, match(message).reason
 
 
 def test_every_language_has_positives_and_look_alikes() -> None:
