@@ -256,8 +256,9 @@ class Settings(BaseSettings):
         for value in self.__dict__.values():
             items = value if isinstance(value, list) else [value]
             if isinstance(value, dict):  # WADDLEAI_EXTRA_HEADERS: a value as short as "openai" is no
-                # key, and scrubbing it would blank that word in every log line
-                items = [v for v in value.values() if len(v.get_secret_value()) >= MIN_SCRUBBED_HEADER_VALUE]
+                # key, and scrubbing it would blank that word in every log line (MODEL_BY_TRIGGER: no secrets)
+                items = [v for v in value.values()
+                         if isinstance(v, SecretStr) and len(v.get_secret_value()) >= MIN_SCRUBBED_HEADER_VALUE]
             found += [v.get_secret_value() for v in items if isinstance(v, SecretStr)]
         return [v for v in found if v]
 
