@@ -256,7 +256,7 @@ class Settings(BaseSettings):
         for value in self.__dict__.values():
             items = value if isinstance(value, list) else [value]
             if isinstance(value, dict):  # WADDLEAI_EXTRA_HEADERS: a value as short as "openai" is no
-                # key, and scrubbing it would blank that word in every log line
+                # key, and scrubbing it would blank that word in every log line (MODEL_BY_TRIGGER: no secrets)
                 items = [v for v in value.values()
                          if isinstance(v, SecretStr) and len(v.get_secret_value()) >= MIN_SCRUBBED_HEADER_VALUE]
             found += [v.get_secret_value() for v in items if isinstance(v, SecretStr)]
@@ -270,8 +270,12 @@ class Settings(BaseSettings):
                 isinstance(value, list) and value and isinstance(value[0], SecretStr)
             ):
                 out[name] = "set" if value else "unset"
+            elif name == "model_by_trigger":
+                out[name] = value
             elif isinstance(value, dict):
                 out[name] = sorted(value)  # header names only: their values may be keys
+            elif name == "reply_blocklist":
+                out[name] = f"{len(value)} entries"  # the forbidden words stay out of the logs
             elif value is None and name in {"router_service_key", "database_url"}:
                 out[name] = "unset"
             elif isinstance(value, str) and "://" in value:

@@ -248,10 +248,11 @@ class TriggerMatcher:
             return TriggerMatch(None, reason="no trigger word, mention of the bot or question mark")
         spaced = " %s " % " ".join(tokens).replace("-", " ")
         if self._mention and self._mention.find(tokens, spaced, lambda: True) is not None:
-            return TriggerMatch("mention", self._language(text, tokens, ()), self._bot, "names the bot")
+            return TriggerMatch("mention", self._language(text, tokens, self._hints(tokens, spaced)),
+                                self._bot, "names the bot")
         other = next((n for n in _AT_NAME.findall(text) if n != self._bot), None)
         if other is not None:
-            return TriggerMatch(None, self._language(text, tokens, ()), f"@{other}",
+            return TriggerMatch(None, self._language(text, tokens, self._hints(tokens, spaced)), f"@{other}",
                                 f"talks to @{other}, not to the bot")
 
         def alone() -> bool:
@@ -274,6 +275,15 @@ class TriggerMatcher:
             return TriggerMatch("question", self._language(text, tokens, ()), "?", "a question mark")
         return TriggerMatch(None, self._language(text, tokens, ()),
                             reason="no trigger word, mention of the bot or question mark")
+
+    def _hints(self, tokens: list[str], spaced: str) -> tuple[str, ...]:
+        """The languages of a greeting or farewell word in the line, to tell its language when
+        another trigger (a mention) fired or none did (talk between viewers)."""
+        for words in (self._greetings, self._farewells):
+            hit = words.find(tokens, spaced, lambda: True)
+            if hit is not None:
+                return words.languages(hit)
+        return ()
 
     def _language(self, text: str, tokens: list[str], hints: tuple[str, ...]) -> str | None:
         """The message's language among TRIGGER_LANGUAGES: by script for Korean, Japanese, Chinese

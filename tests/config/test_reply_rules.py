@@ -47,3 +47,11 @@ def test_settings_hold_the_parsed_rules() -> None:
     s = IsolatedSettings(model_by_trigger="greeting=small", reply_blocklist='["/a{1,3}b/", "bad word"]')
     assert s.model_by_trigger == {"greeting": "small"}
     assert s.reply_blocklist == ["/a{1,3}b/", "bad word"]
+
+
+def test_model_by_trigger_is_no_secret_and_does_not_break_the_secret_scan() -> None:
+    # Regression: secret_values() took every dict setting for WADDLEAI_EXTRA_HEADERS (SecretStr values),
+    # so any MODEL_BY_TRIGGER made create_app() fail with AttributeError.
+    s = IsolatedSettings(model_by_trigger="greeting=small-model-name", waddleai_extra_headers='{"x-key": "pk-long-secret"}')
+    secrets = s.secret_values()
+    assert "pk-long-secret" in secrets and "small-model-name" not in secrets

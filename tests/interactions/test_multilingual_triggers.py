@@ -92,6 +92,13 @@ def test_the_language_of_the_trigger(message: str, language: str) -> None:
     assert match(message).language == language
 
 
+@pytest.mark.parametrize(("message", "language"), [
+    ("@waddlebot hola", "es"), ("waddlebot tchau", "pt"), ("@WaddleBot привет", "ru"), ("@bob hallo", "de"),
+])
+def test_a_mention_or_a_line_to_another_viewer_takes_the_language_of_its_greeting(message: str, language: str) -> None:
+    assert match(message).language == language
+
+
 def test_unlisted_languages_are_never_reported() -> None:
     only = TriggerConfig(languages=("en", "es"))
     assert match("привет waddlebot", only).language is None

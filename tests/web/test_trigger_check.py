@@ -22,7 +22,7 @@ def app(fake_ollama, fake_router):
     ("hola chat", "greeting", "es", "hola"),
     ("こんにちは皆さん", "greeting", "ja", "こんにちは"),
     ("Comment ça va ?", "question", "fr", "?"),
-    ("@bob hi", None, None, "@bob"),
+    ("@bob hi", None, "en", "@bob"),
     ("just chatting", None, None, None),
 ])
 def test_the_dry_run_says_what_would_fire(app, message, trigger, language, word) -> None:
