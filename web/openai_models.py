@@ -189,15 +189,13 @@ class ChatMessage(BaseModel):
 
     def for_provider(self) -> dict[str, Any]:
         """The message as OpenAI's JSON, role unchanged (`developer` too: Ollama's mapping makes it `system`)."""
-        message: dict[str, Any] = {"role": self.role, "content": self.content or ""}
+        message: dict[str, Any] = {"role": self.role, "content": self.content}  # null (assistant, function) stays null
         if self.name is not None:
             message["name"] = self.name
         if self.tool_calls:
             message["tool_calls"] = [call.as_sent() for call in self.tool_calls]
         if self.function_call is not None:
             message["function_call"] = self.function_call.as_sent()
-        if self.tool_calls or self.function_call is not None or self.role == "function":
-            message["content"] = self.content  # null beside a call (or as a function's result) stays null
         if self.tool_call_id is not None:
             message["tool_call_id"] = self.tool_call_id
         if self.refusal is not None:
