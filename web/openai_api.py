@@ -29,11 +29,19 @@ from observability.logs import hash_user
 from web.auth import presented_key
 from web.errors import OpenAIError, from_validation, in_band, register_openai_error_handlers
 from web.openai_models import (
+    BadRequestResponse,
     ChatCompletion,
     ChatCompletionRequest,
+    InternalErrorResponse,
     Model,
     ModelList,
+    NotFoundResponse,
     OpenAIErrorResponse,
+    RateLimitedResponse,
+    TooLargeResponse,
+    UnauthorizedResponse,
+    UnavailableResponse,
+    UpstreamMisconfiguredResponse,
 )
 from web.state import runtime
 
@@ -91,12 +99,14 @@ async def _overhead(response: Response) -> Response:
 @blueprint.post("/chat/completions")
 @document_request(ChatCompletionRequest)
 @document_response(ChatCompletion, 200)
-@document_response(OpenAIErrorResponse, 400)
-@document_response(OpenAIErrorResponse, 401)
-@document_response(OpenAIErrorResponse, 404)
-@document_response(OpenAIErrorResponse, 413)
-@document_response(OpenAIErrorResponse, 429)
-@document_response(OpenAIErrorResponse, 503)
+@document_response(BadRequestResponse, 400)
+@document_response(UnauthorizedResponse, 401)
+@document_response(NotFoundResponse, 404)
+@document_response(TooLargeResponse, 413)
+@document_response(RateLimitedResponse, 429)
+@document_response(InternalErrorResponse, 500)
+@document_response(UpstreamMisconfiguredResponse, 502)
+@document_response(UnavailableResponse, 503)
 async def chat_completions() -> Response:
     rt = runtime()
     decision = rt.completion_limiter.check(g.openai_key)

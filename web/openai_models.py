@@ -455,3 +455,45 @@ class OpenAIErrorBody(BaseModel):
 
 class OpenAIErrorResponse(BaseModel):
     error: OpenAIErrorBody
+
+
+# --- the error statuses of POST …/chat/completions, each described (its docstring) in the OpenAPI document
+class BadRequestResponse(OpenAIErrorResponse):
+    """invalid_request_error: a bad field (`param` names it; `invalid_value`, `missing_required_parameter`,
+    `invalid_json`), a field OpenAI's request does not have (`unknown_parameter`), a parameter the chosen
+    provider cannot honour (`unsupported_parameter`, `unsupported_value`), or the provider refused the
+    request itself (`provider_rejected_request`)."""
+
+
+class UnauthorizedResponse(OpenAIErrorResponse):
+    """`invalid_api_key` (WWW-Authenticate: Bearer), or `api_keys_not_configured` (VALID_API_KEYS is empty)."""
+
+
+class NotFoundResponse(OpenAIErrorResponse):
+    """`model_not_found` (`param: "model"`): the provider does not know the model, whatever status it said so with."""
+
+
+class TooLargeResponse(OpenAIErrorResponse):
+    """`request_too_large`: the body is over MAX_BODY_BYTES."""
+
+
+class RateLimitedResponse(OpenAIErrorResponse):
+    """type `requests`, `rate_limit_exceeded`: over COMPLETIONS_RATE_PER_MIN for this key (Retry-After,
+    x-ratelimit-limit-requests, x-ratelimit-remaining-requests)."""
+
+
+class InternalErrorResponse(OpenAIErrorResponse):
+    """server_error `internal_error`: a bug of this service (details in its log)."""
+
+
+class UpstreamMisconfiguredResponse(OpenAIErrorResponse):
+    """server_error `upstream_misconfigured`: the LLM provider refused this service's own credentials or
+    headers (401, 403, a 4xx about headers) or serves no API at its URL; not a problem with the request:
+    the operator must fix the provider settings (details in the service's log)."""
+
+
+class UnavailableResponse(OpenAIErrorResponse):
+    """server_error, Retry-After: `provider_unavailable` (the provider's circuit breaker is open),
+    `model_unavailable` (`param: "model"`: that model's own breaker is open after repeated quota or rate
+    limit failures; the provider's other models still answer), `provider_timeout`, `provider_error`
+    (connection error, 5xx, 408/429, an unreadable answer), `shutting_down`."""
