@@ -13,6 +13,7 @@ Through the official `ollama` client (0.6.3), whose types decide what reaches Ol
 | tool turn's `tool_call_id` (or `name`) | `tool_name`: the name of the call with that id earlier in the history |
 | logprobs, top_logprobs | the same fields (Ollama returns `logprobs` per token) |
 | role `developer` | role `system` (Ollama has no developer role; it is the same instruction) |
+| content as a list of text parts | their texts joined with newlines |
 | reasoning_effort none / low / medium / high | `think: false` / `think: "low"` / `"medium"` / `"high"` |
 | modalities ["text"], service_tier auto / default, store false | nothing: that is what Ollama does |
 | user, safety_identifier | nothing sent: this service logs them (hashed) per completion |
@@ -130,7 +131,7 @@ def _messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     names: dict[str, str] = {}  # tool call id → function name, from the assistant turns so far
     for i, message in enumerate(messages):
         role = "system" if message["role"] == "developer" else message["role"]
-        item: dict[str, Any] = {"role": role, "content": message.get("content") or ""}
+        item: dict[str, Any] = {"role": role, "content": _content(message.get("content"), i)}
         if role == "function":
             raise _refuse(f"messages[{i}].role", "legacy function messages: use tool messages (`tool_call_id`)",
                           "unsupported_value")
@@ -157,6 +158,18 @@ def _messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             item["tool_name"] = name
         out.append(item)
     return out
+
+
+def _content(content: str | list[dict[str, Any]] | None, i: int) -> str:
+    """Text parts joined with newlines (Ollama's content is one string); a part's other keys
+    (`prompt_cache_breakpoint`) have no equivalent."""
+    if not isinstance(content, list):
+        return content or ""
+    for j, part in enumerate(content):
+        other = sorted(set(part) - {"type", "text"})
+        if other:
+            raise _refuse(f"messages[{i}].content[{j}].{other[0]}", "Ollama has no equivalent")
+    return "\n".join(part["text"] for part in content)
 
 
 def _arguments(text: Any, param: str) -> dict[str, Any]:

@@ -10,7 +10,8 @@ tool_call_id, function_call, refusal and audio, the `developer` and `function` r
 parameters of PASSED_ON (`passed_on()`), which this service does not interpret (llm/ollama_mapping.py
 maps what Ollama has an equivalent for and refuses the rest). Nested objects keep keys they do not
 name (`extra="allow"`), so a tool or a response format reaches WaddleAI unchanged. Content may be
-a string or a list of text parts (joined with newlines); other part types are refused.
+a string or a list of text parts (sent as given; Ollama's mapping joins them with newlines); other
+part types are refused.
 MAX_COMPLETION_MESSAGES comes in the validation context: `model_validate_json(body, context=…)`.
 """
 
@@ -120,6 +121,7 @@ class AudioReference(_Open):
 
 
 NULL_CONTENT_ROLES = (None, "assistant", "function")  # roles whose content may be null
+TEXT_PART_KEYS = frozenset({"type", "text", "prompt_cache_breakpoint"})  # OpenAI's text content part
 ASSISTANT_ONLY = "only assistant messages carry it"
 
 
@@ -127,7 +129,8 @@ class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     role: Role
-    content: str | None = Field(None, validate_default=True)  # null only for an assistant or function turn
+    # null only for an assistant or function turn; text parts are kept as given (Ollama's mapping joins them)
+    content: str | list[dict[str, Any]] | None = Field(None, validate_default=True)
     name: str | None = Field(None, min_length=1, max_length=256, validate_default=True)  # required for function
     tool_calls: list[ToolCall] | None = Field(None, min_length=1)  # assistant turns only
     tool_call_id: str | None = Field(None, min_length=1, max_length=256, validate_default=True)  # tool turns only
@@ -142,16 +145,20 @@ class ChatMessage(BaseModel):
             return value
         if not isinstance(value, list):
             raise ValueError("must be a string or a list of text parts")
-        texts = []
         for index, part in enumerate(value):
             if not (isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)):
                 raise ValueError(f'part {index}: only text parts {{"type": "text", "text": "…"}} are supported')
-            texts.append(part["text"])
-        return "\n".join(texts)
+            unknown = sorted(set(part) - TEXT_PART_KEYS)
+            if unknown:
+                raise ValueError(f"part {index}: unrecognized argument {unknown[0]!r} (a text part has "
+                                 f"{', '.join(sorted(TEXT_PART_KEYS))})")
+            if not isinstance(part.get("prompt_cache_breakpoint", {}), dict):
+                raise ValueError(f"part {index}: prompt_cache_breakpoint must be an object")
+        return value
 
     @field_validator("content")
     @classmethod
-    def _required(cls, value: str | None, info: ValidationInfo) -> str | None:
+    def _required(cls, value: str | list[dict[str, Any]] | None, info: ValidationInfo) -> Any:
         if value is None and info.data.get("role") not in NULL_CONTENT_ROLES:
             raise ValueError("is required for this role")
         return value

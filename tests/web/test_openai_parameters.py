@@ -127,6 +127,26 @@ def test_the_developer_role_reaches_waddleai_as_developer(waddleai):
     assert waddleai.fake.last_body["messages"] == messages
 
 
+PARTS = [{"role": "user", "content": [
+    {"type": "text", "text": "Long shared preamble."},
+    {"type": "text", "text": "The question.", "prompt_cache_breakpoint": {"mode": "explicit", "ttl": "30m"}}]}]
+
+
+def test_content_parts_reach_waddleai_as_given(waddleai):
+    waddleai.create(messages=PARTS)
+    assert waddleai.fake.last_body["messages"] == PARTS
+
+
+def test_content_parts_are_joined_for_ollama_and_a_breakpoint_is_refused(ollama):
+    plain = [{"role": "user", "content": [{k: v for k, v in part.items() if k != "prompt_cache_breakpoint"}
+                                          for part in PARTS[0]["content"]]}]
+    ollama.create(messages=plain)
+    assert ollama.fake.last_body["messages"] == [{"role": "user", "content": "Long shared preamble.\nThe question."}]
+    with pytest.raises(openai.BadRequestError) as caught:
+        ollama.create(messages=PARTS)
+    assert caught.value.param == "messages[0].content[1].prompt_cache_breakpoint"
+
+
 def test_legacy_function_calling_round_trip_on_waddleai(waddleai):
     waddleai.fake.reply, waddleai.fake.function_call = "", {"name": "get_weather", "arguments": {"city": "Oslo"}}
     completion = waddleai.create(messages=LEGACY_HISTORY, functions=[WEATHER_FN], function_call="auto")
@@ -286,6 +306,7 @@ BAD_SHAPES = [
     ("messages[0].function_call", {"messages": [{"role": "user", "content": "x",
                                                  "function_call": {"name": "f", "arguments": "{}"}}]}),
     ("messages[1].audio.id", {"messages": [ASK[0], {"role": "assistant", "content": "x", "audio": {}}]}),
+    ("messages[0].content", {"messages": [{"role": "user", "content": [{"type": "text", "text": "x", "cache": 1}]}]}),
 ]
 
 
