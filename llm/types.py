@@ -19,7 +19,7 @@ class ChatRequest:
     """One chat call, in OpenAI's vocabulary (each provider maps it to its own wire format).
 
     `messages` are OpenAI-style dicts: {"role", "content"} (role as given: `developer` and
-    `function` too), and where the caller gave them `name`, an assistant turn's `tool_calls`
+    `function` too; content a string, null, or a list of text parts), and where the caller gave them `name`, an assistant turn's `tool_calls`
     ([{id, type, function: {name, arguments}}]), `function_call`, `refusal`, `audio`, a tool turn's
     `tool_call_id`. `tools`, `tool_choice`, `response_format` are OpenAI's JSON shapes, as given.
     `extra_params` holds OpenAI's other parameters the caller set (`reasoning_effort`, `logit_bias`,
