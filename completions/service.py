@@ -36,6 +36,7 @@ Completions never run triggers, never read or write the chat context, never clea
 from __future__ import annotations
 
 import json
+import secrets
 import time
 import uuid
 from contextlib import aclosing
@@ -49,7 +50,8 @@ from storage.usage import UsageStore
 
 log = get_logger(__name__)
 
-FINISH_REASONS = frozenset({"stop", "length", "content_filter", "tool_calls"})
+FINISH_REASONS = frozenset({"stop", "length", "content_filter", "tool_calls", "function_call"})
+OBFUSCATION_MAX = 24  # bytes of randomness at most in one chunk's `obfuscation`
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one encoder, not one per call
 _ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
 
@@ -72,6 +74,7 @@ class CompletionInput:
     model: str | None = None
     stream: bool = False
     include_usage: bool = False
+    include_obfuscation: bool = False  # stream_options.include_obfuscation: honoured here, never sent upstream
 
 
 def plan(llm: LLMService, given: CompletionInput) -> list[Attempt]:
@@ -119,11 +122,13 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
 
 
 def completion_body(result: ChatResult, completion_id: str, created: int) -> dict[str, Any]:
-    """The OpenAI `chat.completion` object, not wrapped."""
-    message: dict[str, Any] = {"role": "assistant", "content": result.text, "refusal": None}
+    """The OpenAI `chat.completion` object, not wrapped; the upstream's other fields as it sent them."""
+    message: dict[str, Any] = {"role": "assistant", "content": result.text, "refusal": None,
+                               **(result.message_extra or {})}
     if result.tool_calls:
         message["tool_calls"] = result.tool_calls
-        message["content"] = result.text or None  # OpenAI: null content beside the tool calls
+    if result.tool_calls or "function_call" in message:
+        message["content"] = result.text or None  # OpenAI: null content beside the calls
     return {
         "id": completion_id, "object": "chat.completion", "created": created, "model": result.model,
         "choices": [{
@@ -131,7 +136,7 @@ def completion_body(result: ChatResult, completion_id: str, created: int) -> dic
             "logprobs": result.logprobs, "finish_reason": finish_reason(result.finish_reason),
         }],
         "usage": usage(result.prompt_tokens, result.completion_tokens),
-        "system_fingerprint": None,
+        "system_fingerprint": None, **(result.completion_extra or {}),
     }
 
 
@@ -144,25 +149,34 @@ def sse(payload: dict[str, Any]) -> bytes:
 
 @dataclass(slots=True)
 class StreamFrame:
-    """What every chunk of one stream shares: id, created, model (and `usage: null` when asked).
+    """What every chunk of one stream shares: id, created, model, the upstream's other chunk fields
+    (`extra`: service_tier, system_fingerprint, … as its first piece came with them), and `usage:
+    null` when asked.
 
-    That shared part is encoded once per stream; each chunk encodes only its choice."""
+    That shared part is encoded once per stream; each chunk encodes only its choice (and, with
+    `include_obfuscation`, OpenAI's `obfuscation` padding: random characters of random length that
+    hide the size of each piece from someone watching the encrypted stream)."""
 
     id: str
     created: int
     model: str
     include_usage: bool = False
+    extra: dict[str, Any] | None = None
+    include_obfuscation: bool = False
     _head: bytes = field(init=False, repr=False, default=b"")
+    _tail: bytes = field(init=False, repr=False, default=b"")
 
     def __post_init__(self) -> None:
         base = encode_json({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                            "model": self.model, "system_fingerprint": None})
+                            "model": self.model, "system_fingerprint": None, **(self.extra or {})})
         self._head = b"data: " + base[:-1] + b',"choices":['
+        self._tail = b'],"usage":null' if self.include_usage else b"]"
 
     def chunk(self, delta: dict[str, Any], finish: str | None = None,
               logprobs: dict[str, Any] | None = None) -> bytes:
         choice = encode_json({"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish})
-        return self._head + choice + (b'],"usage":null}\n\n' if self.include_usage else b"]}\n\n")
+        padding = b',"obfuscation":"' + _padding() + b'"' if self.include_obfuscation else b""
+        return self._head + choice + self._tail + padding + b"}\n\n"
 
     def usage_chunk(self, prompt_tokens: int, completion_tokens: int) -> bytes:
         return self._head + b'],"usage":' + encode_json(usage(prompt_tokens, completion_tokens)) + b"}\n\n"
@@ -235,10 +249,16 @@ async def sse_events(frame: StreamFrame, first: StreamChunk, chunks: AsyncIterat
     yield b"".join(tail)
 
 
+def _padding() -> bytes:
+    return secrets.token_urlsafe(secrets.randbelow(OBFUSCATION_MAX) + 1).encode()
+
+
 def _delta(chunk: StreamChunk) -> dict[str, Any]:
     delta: dict[str, Any] = {"content": chunk.text} if chunk.text else {}
     if chunk.tool_calls:
         delta["tool_calls"] = chunk.tool_calls
+    if chunk.delta_extra:
+        delta.update(chunk.delta_extra)
     return delta
 
 
@@ -288,7 +308,7 @@ async def stream(llm: LLMService, usage_store: UsageStore, call: CompletionCall,
     finally:
         call.provider_s = outcome.stats.provider_wait_s
     frame = StreamFrame(new_completion_id(), int(time.time()), first.model or call.given.model or "",
-                        call.given.include_usage)
+                        call.given.include_usage, first.chunk_extra, call.given.include_obfuscation)
 
     def on_end(done: StreamOutcome) -> None:
         call.log(done.result, provider=done.stats.provider, model=frame.model, prompt_tokens=done.prompt_tokens,

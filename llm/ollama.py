@@ -104,7 +104,7 @@ class OllamaProvider:
                 text=response.message.content or "", model=response.model or model, provider=self.name,
                 prompt_tokens=response.prompt_eval_count or 0, completion_tokens=response.eval_count or 0,
                 finish_reason=_finish(response.done_reason, bool(calls)), tool_calls=calls,
-                logprobs=mapping.logprobs(response.logprobs),
+                logprobs=mapping.logprobs(response.logprobs), message_extra=mapping.thinking(response.message),
             )
         except Exception as exc:
             raise _map_error(exc, model) from exc
@@ -136,14 +136,16 @@ class OllamaProvider:
                 deltas = mapping.tool_calls(part.message.tool_calls, first_index=calls)
                 calls += len(deltas or ())
                 logprobs = mapping.logprobs(part.logprobs)
+                thinking = mapping.thinking(part.message)
                 if part.done:
                     yield StreamChunk(
                         text=text, model=part.model or model, finish_reason=_finish(part.done_reason, calls > 0),
                         prompt_tokens=part.prompt_eval_count or 0, completion_tokens=part.eval_count or 0,
-                        tool_calls=deltas, logprobs=logprobs)
+                        tool_calls=deltas, logprobs=logprobs, delta_extra=thinking)
                     return
-                if text or deltas or logprobs:
-                    yield StreamChunk(text=text, model=part.model or model, tool_calls=deltas, logprobs=logprobs)
+                if text or deltas or logprobs or thinking:
+                    yield StreamChunk(text=text, model=part.model or model, tool_calls=deltas, logprobs=logprobs,
+                                      delta_extra=thinking)
                 try:
                     part = await anext(parts, None)
                 except Exception as exc:

@@ -12,11 +12,21 @@ Through the official `ollama` client (0.6.3), whose types decide what reaches Ol
 | assistant `tool_calls` | `tool_calls: [{function: {name, arguments: <object>}}]` (arguments parsed) |
 | tool turn's `tool_call_id` (or `name`) | `tool_name`: the name of the call with that id earlier in the history |
 | logprobs, top_logprobs | the same fields (Ollama returns `logprobs` per token) |
+| role `developer` | role `system` (Ollama has no developer role; it is the same instruction) |
+| content as a list of text parts | their texts joined with newlines |
+| reasoning_effort none / low / medium / high | `think: false` / `think: "low"` / `"medium"` / `"high"` |
+| modalities ["text"], service_tier auto / default, store false | nothing: that is what Ollama does |
+| user, safety_identifier | nothing sent: this service logs them (hashed) per completion |
+| (answer) message.thinking | `reasoning_content` of the message or delta |
 
 What cannot be mapped raises `UnsupportedParameter` naming it: tool_choice "required" or a named
 tool, parallel_tool_calls false, a function's `strict: true`, a tool schema keyword Ollama's tool
 type does not carry, a `name` on a non-tool message, a tool turn whose call is not in the history,
-tool-call arguments that are not a JSON object.
+tool-call arguments that are not a JSON object, the legacy function calling (`functions`,
+`function_call`, `function` turns, an assistant's `function_call`), an assistant's `refusal` or
+`audio`, and every other parameter of `ChatRequest.extra_params` (EXTRA_PARAMS says which values
+can be honoured; a parameter not named there is refused whatever its value, so one OpenAI adds
+later is refused until it is mapped here).
 """
 
 from __future__ import annotations
@@ -43,10 +53,31 @@ def _refuse(param: str, message: str, code: str = "unsupported_parameter") -> Un
                                 code=code)
 
 
+THINK = {"none": False, "low": "low", "medium": "medium", "high": "high"}  # reasoning_effort → think
+# ChatRequest.extra_params Ollama can honour, and the values it can: name → {value: Ollama's keyword
+# arguments}. Any other parameter or value is refused by name.
+EXTRA_PARAMS: dict[str, dict[Any, dict[str, Any]]] = {
+    "reasoning_effort": {effort: {"think": think} for effort, think in THINK.items()},
+    "modalities": {("text",): {}},
+    "service_tier": {"auto": {}, "default": {}},
+    "store": {False: {}},
+}
+LOGGED_HERE = frozenset({"user", "safety_identifier"})  # honoured by this service: logged, hashed
+WHY_NOT = {
+    "reasoning_effort": 'Ollama\'s `think` takes "none" (off), "low", "medium" or "high"',
+    "modalities": "Ollama answers with text only",
+    "service_tier": 'Ollama has one tier: only "auto" and "default" are possible',
+    "store": "Ollama stores no completions",
+    "functions": "legacy function calling answers with one `function_call`, which Ollama cannot guarantee; use `tools`",
+    "function_call": "legacy function calling answers with one `function_call`, which Ollama cannot guarantee; "
+                     "use `tools` and `tool_choice`",
+}
+
+
 def chat_kwargs(request: ChatRequest, model: str) -> dict[str, Any]:
     """The keyword arguments of `ollama.AsyncClient.chat` for this request (without `stream`)."""
     kwargs: dict[str, Any] = {"model": model, "messages": _messages(request.messages),
-                              "options": _options(request)}
+                              "options": _options(request), **_extra_params(request.extra_params)}
     tools = _tools(request)
     if tools:
         kwargs["tools"] = tools
@@ -57,6 +88,22 @@ def chat_kwargs(request: ChatRequest, model: str) -> dict[str, Any]:
         kwargs["logprobs"] = request.logprobs
     if request.top_logprobs is not None:
         kwargs["top_logprobs"] = request.top_logprobs
+    return kwargs
+
+
+def _extra_params(params: dict[str, Any]) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    for name, value in params.items():
+        if name in LOGGED_HERE or value == {}:  # an empty object (logit_bias, metadata) asks for nothing
+            continue
+        honoured = EXTRA_PARAMS.get(name)
+        key = tuple(value) if isinstance(value, list) else value
+        if honoured is not None and isinstance(key, (str, bool, tuple)) and key in honoured:
+            kwargs.update(honoured[key])
+        elif honoured is not None:
+            raise _refuse(name, f"{WHY_NOT[name]} (got {value!r})", "unsupported_value")
+        else:
+            raise _refuse(name, WHY_NOT.get(name, "Ollama has no equivalent"))
     return kwargs
 
 
@@ -83,8 +130,16 @@ def _messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     names: dict[str, str] = {}  # tool call id → function name, from the assistant turns so far
     for i, message in enumerate(messages):
-        role = message["role"]
-        item: dict[str, Any] = {"role": role, "content": message.get("content") or ""}
+        role = "system" if message["role"] == "developer" else message["role"]
+        item: dict[str, Any] = {"role": role, "content": _content(message.get("content"), i)}
+        if role == "function":
+            raise _refuse(f"messages[{i}].role", "legacy function messages: use tool messages (`tool_call_id`)",
+                          "unsupported_value")
+        for field, why in (("function_call", "legacy function calls: use `tool_calls`"),
+                           ("refusal", "Ollama messages carry no refusal; put it in the content"),
+                           ("audio", "Ollama has no audio answers to refer to")):
+            if message.get(field) is not None:
+                raise _refuse(f"messages[{i}].{field}", why)
         if message.get("name") is not None and role != "tool":
             raise _refuse(f"messages[{i}].name", "Ollama messages have no name; put it in the content")
         if message.get("tool_calls"):
@@ -103,6 +158,18 @@ def _messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             item["tool_name"] = name
         out.append(item)
     return out
+
+
+def _content(content: str | list[dict[str, Any]] | None, i: int) -> str:
+    """Text parts joined with newlines (Ollama's content is one string); a part's other keys
+    (`prompt_cache_breakpoint`) have no equivalent."""
+    if not isinstance(content, list):
+        return content or ""
+    for j, part in enumerate(content):
+        other = sorted(set(part) - {"type", "text"})
+        if other:
+            raise _refuse(f"messages[{i}].content[{j}].{other[0]}", "Ollama has no equivalent")
+    return "\n".join(part["text"] for part in content)
 
 
 def _arguments(text: Any, param: str) -> dict[str, Any]:
@@ -202,6 +269,13 @@ def tool_calls(calls: Iterable[Any] | None, first_index: int | None = None) -> l
             "arguments": json.dumps(dict(call.function.arguments or {}), ensure_ascii=False, separators=_COMPACT)}})
         out.append(item)
     return out or None
+
+
+def thinking(message: Any) -> dict[str, Any] | None:
+    """Ollama's `thinking` (with `think` on) as `reasoning_content`, the field OpenAI-compatible
+    servers (vLLM, LiteLLM, DeepSeek) use for it; OpenAI itself returns no reasoning text."""
+    text = message.thinking
+    return {"reasoning_content": text} if text else None
 
 
 def _token(entry: Any) -> dict[str, Any]:

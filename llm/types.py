@@ -18,9 +18,13 @@ from observability.logs import request_id_var
 class ChatRequest:
     """One chat call, in OpenAI's vocabulary (each provider maps it to its own wire format).
 
-    `messages` are OpenAI-style dicts: {"role", "content"}, and where the caller gave them `name`,
-    an assistant turn's `tool_calls` ([{id, type, function: {name, arguments}}]), a tool turn's
+    `messages` are OpenAI-style dicts: {"role", "content"} (role as given: `developer` and
+    `function` too; content a string, null, or a list of text parts), and where the caller gave them `name`, an assistant turn's `tool_calls`
+    ([{id, type, function: {name, arguments}}]), `function_call`, `refusal`, `audio`, a tool turn's
     `tool_call_id`. `tools`, `tool_choice`, `response_format` are OpenAI's JSON shapes, as given.
+    `extra_params` holds OpenAI's other parameters the caller set (`reasoning_effort`, `logit_bias`,
+    `functions`, …, web/openai_models.py PASSED_ON), by name, as given: a provider sends them on or
+    refuses them by name (`unsupported`), never drops one.
     The interaction path sets only messages, model and sampling; None means "not asked for".
     """
 
@@ -40,6 +44,7 @@ class ChatRequest:
     response_format: dict[str, Any] | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
+    extra_params: dict[str, Any] = field(default_factory=dict)
     request_id: str | None = None  # sent upstream as X-Request-ID
     extra_headers: dict[str, str] = field(default_factory=dict)
 
@@ -64,6 +69,11 @@ class ChatResult:
     finish_reason: str = "stop"  # OpenAI vocabulary: stop | length | content_filter | tool_calls
     tool_calls: list[dict[str, Any]] | None = None  # OpenAI's [{id, type, function: {name, arguments}}]
     logprobs: dict[str, Any] | None = None  # OpenAI's choice.logprobs: {"content": [...], ...}
+    # the answer's other non-null fields, as the upstream sent them: the message's (refusal,
+    # function_call, audio, annotations, reasoning_content, …) and the completion's (service_tier,
+    # system_fingerprint, …)
+    message_extra: dict[str, Any] | None = None
+    completion_extra: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +90,14 @@ class StreamChunk:
     completion_tokens: int = 0
     tool_calls: list[dict[str, Any]] | None = None
     logprobs: dict[str, Any] | None = None  # OpenAI's choice.logprobs of this piece
+    # the delta's other non-null fields (function_call, refusal, reasoning_content, …) and the
+    # chunk's (service_tier, system_fingerprint, …), as the upstream sent them
+    delta_extra: dict[str, Any] | None = None
+    chunk_extra: dict[str, Any] | None = None
 
     @property
     def has_output(self) -> bool:
-        return bool(self.text or self.tool_calls or self.logprobs)
+        return bool(self.text or self.tool_calls or self.logprobs or self.delta_extra)
 
 
 ENDPOINT, MODEL = "endpoint", "model"  # what a failure concerns: the whole endpoint, or one model of it

@@ -29,10 +29,14 @@ from observability.logs import get_logger
 log = get_logger(__name__)
 
 NAME = "waddleai"
-# Sent as given when set (None: not asked for); the messages go as given too (name, tool_calls, tool_call_id).
+# Sent as given when set (None: not asked for), and so are ChatRequest.extra_params and the messages
+# (roles, developer included, name, tool_calls, tool_call_id, function_call, refusal, audio).
 PASSED_THROUGH = ("temperature", "max_tokens", "max_completion_tokens", "top_p", "stop", "seed",
                   "frequency_penalty", "presence_penalty", "tools", "tool_choice", "parallel_tool_calls",
                   "response_format", "logprobs", "top_logprobs")
+# The answer's fields this module reads itself; the others are relayed as sent (ChatResult.*_extra).
+MESSAGE_CORE = frozenset({"role", "content", "tool_calls"})
+COMPLETION_CORE = frozenset({"id", "object", "created", "model", "choices", "usage", "obfuscation"})
 NO_KEY = "no-key"  # the SDK wants a key; with it, the Authorization header is dropped per call
 HEALTHZ, MODELS = "/healthz", "/v1/models"  # health routes: the first, else (404) the second
 
@@ -82,6 +86,14 @@ def _logprobs(value: Any) -> dict[str, Any] | None:
     return value.model_dump(mode="json", exclude_unset=True) if value is not None else None
 
 
+def _extra(item: Any, core: frozenset[str]) -> dict[str, Any] | None:
+    """An SDK object's non-null fields beyond `core`, as the upstream sent them (its own too)."""
+    if item is None:
+        return None
+    sent = item.model_dump(mode="json", exclude_unset=True, exclude=core)
+    return {k: v for k, v in sent.items() if v is not None} or None
+
+
 def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
@@ -129,6 +141,7 @@ class WaddleAIProvider:
             value = getattr(request, name)
             if value is not None:
                 params[name] = value
+        params.update(request.extra_params)  # each one a typed parameter of the SDK (tests/llm/test_waddleai.py)
         return params
 
     def unsupported(self, request: ChatRequest) -> ProviderError | None:
@@ -147,6 +160,7 @@ class WaddleAIProvider:
                 completion_tokens=_count(usage.completion_tokens) if usage else 0,
                 finish_reason=choice.finish_reason or "stop",
                 tool_calls=_dumped(choice.message.tool_calls), logprobs=_logprobs(choice.logprobs),
+                message_extra=_extra(choice.message, MESSAGE_CORE), completion_extra=_extra(completion, COMPLETION_CORE),
             )
         except Exception as exc:
             raise _map_error(exc, model) from exc
@@ -177,7 +191,9 @@ class WaddleAIProvider:
                     delta = choice.delta if choice else None
                     piece = StreamChunk(text=_text(delta.content) if delta else "", model=answered_model,
                                         tool_calls=_dumped(delta.tool_calls) if delta else None,
-                                        logprobs=_logprobs(choice.logprobs) if choice else None)
+                                        logprobs=_logprobs(choice.logprobs) if choice else None,
+                                        delta_extra=_extra(delta, MESSAGE_CORE),
+                                        chunk_extra=_extra(chunk, COMPLETION_CORE))
                     finish = (choice.finish_reason if choice else None) or finish
                 except Exception as exc:
                     raise _map_error(exc, model) from exc

@@ -10,7 +10,8 @@ The OpenAI-compatible API (web/openai_api.py), in OpenAI's own shape and status 
 
     {"error": {"message": "...", "type": "...", "param": "messages[0].role" | null, "code": "..." | null}}
 
-400 invalid_request_error (param names the field, or a parameter the provider cannot honour),
+400 invalid_request_error (param names the field, an unknown field (`unknown_parameter`), or a
+parameter the provider cannot honour),
 401 bad/missing key or VALID_API_KEYS unset, 404 unknown model (whatever status the upstream said
 "no such model" with) or URL, 405, 413, 429 rate limit (Retry-After), 500 our own failure,
 502 upstream_misconfigured (the upstream rejected OUR credentials or headers: never blamed on the
@@ -167,6 +168,9 @@ def from_validation(exc: ValidationError) -> OpenAIError:
     param = _param(tuple(first["loc"]))
     if param is None:
         return OpenAIError(400, f"The request body must be a JSON object: {first['msg']}", code="invalid_body")
+    if first["type"] == "extra_forbidden":  # OpenAI's own words for a field it does not know
+        return OpenAIError(400, f"Unrecognized request argument supplied: {param}", param=param,
+                           code="unknown_parameter")
     code = "missing_required_parameter" if first["type"] == "missing" else "invalid_value"
     detail = first["msg"].removeprefix("Value error, ")
     message = f"Invalid value for '{param}': {detail}."

@@ -29,11 +29,19 @@ from observability.logs import hash_user
 from web.auth import presented_key
 from web.errors import OpenAIError, from_validation, in_band, register_openai_error_handlers
 from web.openai_models import (
+    BadRequestResponse,
     ChatCompletion,
     ChatCompletionRequest,
+    InternalErrorResponse,
     Model,
     ModelList,
+    NotFoundResponse,
     OpenAIErrorResponse,
+    RateLimitedResponse,
+    TooLargeResponse,
+    UnauthorizedResponse,
+    UnavailableResponse,
+    UpstreamMisconfiguredResponse,
 )
 from web.state import runtime
 
@@ -91,12 +99,14 @@ async def _overhead(response: Response) -> Response:
 @blueprint.post("/chat/completions")
 @document_request(ChatCompletionRequest)
 @document_response(ChatCompletion, 200)
-@document_response(OpenAIErrorResponse, 400)
-@document_response(OpenAIErrorResponse, 401)
-@document_response(OpenAIErrorResponse, 404)
-@document_response(OpenAIErrorResponse, 413)
-@document_response(OpenAIErrorResponse, 429)
-@document_response(OpenAIErrorResponse, 503)
+@document_response(BadRequestResponse, 400)
+@document_response(UnauthorizedResponse, 401)
+@document_response(NotFoundResponse, 404)
+@document_response(TooLargeResponse, 413)
+@document_response(RateLimitedResponse, 429)
+@document_response(InternalErrorResponse, 500)
+@document_response(UpstreamMisconfiguredResponse, 502)
+@document_response(UnavailableResponse, 503)
 async def chat_completions() -> Response:
     rt = runtime()
     decision = rt.completion_limiter.check(g.openai_key)
@@ -111,7 +121,8 @@ async def chat_completions() -> Response:
         raise OpenAIError(503, "The service is shutting down. Retry later.", "server_error",
                           code="shutting_down", headers={"Retry-After": "5"})
     req = _parse(await request.get_data(cache=False), rt.settings.max_completion_messages)
-    call = completions.CompletionCall(_to_input(req), key=g.openai_key, user=hash_user(req.user) if req.user else None)
+    who = req.user or req.safety_identifier
+    call = completions.CompletionCall(_to_input(req), key=g.openai_key, user=hash_user(who) if who else None)
     try:
         if call.given.stream:
             events = await completions.stream(rt.llm, rt.usage, call, in_band)
@@ -137,9 +148,10 @@ def _to_input(req: ChatCompletionRequest) -> completions.CompletionInput:
         presence_penalty=req.presence_penalty, tools=[t.as_sent() for t in req.tools] if req.tools else None,
         tool_choice=req.tool_choice_as_sent(), parallel_tool_calls=req.parallel_tool_calls,
         response_format=req.response_format.as_sent() if req.response_format else None,
-        logprobs=req.logprobs, top_logprobs=req.top_logprobs, request_id=g.get("request_id"))
+        logprobs=req.logprobs, top_logprobs=req.top_logprobs, extra_params=req.passed_on(),
+        request_id=g.get("request_id"))
     return completions.CompletionInput(request, model=req.model, stream=bool(req.stream),
-                                       include_usage=req.include_usage)
+                                       include_usage=req.include_usage, include_obfuscation=req.include_obfuscation)
 
 
 def _event_stream(events: AsyncIterator[bytes]) -> Response:

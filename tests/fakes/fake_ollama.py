@@ -5,6 +5,7 @@ with fake_openai.py; tests may change any attribute at any time, from any thread
 
 `tool_calls` ([{"name", "arguments": {…}}]) makes either fake answer by calling those tools, each
 in its own wire shape; a request with `logprobs: true` gets log probabilities for every piece.
+FakeOllama's `thinking` is its reasoning text, sent (as `message.thinking`) when a request asks to think.
 """
 
 from __future__ import annotations
@@ -156,6 +157,10 @@ def _now() -> str:
 class FakeOllama(FakeUpstream):
     chat_path = "/api/chat"
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.thinking = ""  # sent when the request has a truthy `think`
+
     async def handle(self, method: str, path: str, headers: dict[str, str], body: Any,
                      receive: Receive, send: Send) -> None:
         if path == "/api/version" and method == "GET":
@@ -186,6 +191,8 @@ class FakeOllama(FakeUpstream):
         final = self._final(name, self.reply)
         if self.tool_calls:
             final["message"]["tool_calls"] = [self._tool_call(call) for call in self.tool_calls]
+        if body.get("think") and self.thinking:
+            final["message"]["thinking"] = self.thinking
         if body.get("logprobs"):
             final["logprobs"] = [self.piece_logprobs(p, body.get("top_logprobs") or 0) for p in self.pieces()]
         await self.respond(send, 200, final)
@@ -215,6 +222,10 @@ class FakeOllama(FakeUpstream):
         body = body or {}
         self.stream_started_at, self.last_stream_finished_at = time.monotonic(), None
         await self.start(send, 200, "application/x-ndjson")
+        if body.get("think") and self.thinking:  # the reasoning comes first, in a line of its own
+            line = {"model": model, "created_at": _now(), "done": False,
+                    "message": {"role": "assistant", "content": "", "thinking": self.thinking}}
+            await self.chunk(send, json.dumps(line).encode() + b"\n")
         for index, piece in enumerate(self.pieces()):
             if index:
                 await self.pause(self.token_delay)

@@ -8,6 +8,11 @@ or `x-portkey-config` gets its 400 `{"status": "failure", "message": …}`, src/
 `unknown_model_as` says "no such model" the way `openai` (404), `litellm` (400 "Invalid model name")
 or `vllm` (404 `{"object": "error", …}`) do; `failing_models` fails only the named models
 (model → status, e.g. a model's 429 quota).
+
+Answers beyond text and tool calls: `function_call` ({"name", "arguments": {…}}) answers with a
+legacy function call (streamed as OpenAI does: name, then argument pieces); `message_extra` goes
+into the answer's message as is (`audio`, `annotations`, …) and `envelope` into the completion and
+every chunk (`service_tier`, `system_fingerprint`, …).
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ class FakeOpenAI(FakeUpstream):
         self.portkey = False
         self.unknown_model_as = "openai"  # | "litellm" | "vllm"
         self.failing_models: dict[str, int] = {}
+        self.function_call: dict[str, Any] | None = None
+        self.message_extra: dict[str, Any] = {}
+        self.envelope: dict[str, Any] = {}
 
     async def handle(self, method: str, path: str, headers: dict[str, str], body: Any,
                      receive: Receive, send: Send) -> None:
@@ -84,20 +92,25 @@ class FakeOpenAI(FakeUpstream):
         if body.get("stream"):
             usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return await self._stream(send, name, usage, fault, body)
-        message: dict[str, Any] = {"role": "assistant", "content": self.reply, "refusal": None}
+        message: dict[str, Any] = {"role": "assistant", "content": self.reply, "refusal": None, **self.message_extra}
         if self.tool_calls:
             message.update(content=None, tool_calls=[
                 {"id": f"call_{i}_{uuid.uuid4().hex[:8]}", "type": "function",
                  "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}}
                 for i, c in enumerate(self.tool_calls)])
+        if self.function_call:
+            message.update(content=None, function_call={
+                "name": self.function_call["name"], "arguments": json.dumps(self.function_call["arguments"])})
         await self.respond(send, 200, {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion",
             "created": int(time.time()), "model": name, "system_fingerprint": None,
             "choices": [{"index": 0, "message": message, "logprobs": self._logprobs(body, self.pieces()),
                          "finish_reason": self._finish()}],
-            "usage": self._usage()})
+            "usage": self._usage(), **self.envelope})
 
     def _finish(self) -> str:
+        if self.function_call:
+            return "function_call"
         return "tool_calls" if self.tool_calls else self.done_reason
 
     def _logprobs(self, body: dict[str, Any], pieces: list[str]) -> dict[str, Any] | None:
@@ -131,7 +144,7 @@ class FakeOpenAI(FakeUpstream):
         body = body or {}
         self.stream_started_at, self.last_stream_finished_at = time.monotonic(), None
         base = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion.chunk",
-                "created": int(time.time()), "model": model, "system_fingerprint": None}
+                "created": int(time.time()), "model": model, "system_fingerprint": None, **self.envelope}
         extra = {"usage": None} if include_usage else {}
 
         def event(delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> bytes:
@@ -158,6 +171,11 @@ class FakeOpenAI(FakeUpstream):
             for start in range(0, len(arguments), 8):
                 piece = {"index": index, "function": {"arguments": arguments[start:start + 8]}}
                 await self.chunk(send, event({"tool_calls": [piece]}))
+        if self.function_call:  # the legacy call: name first, then the arguments in pieces
+            await self.chunk(send, event({"function_call": {"name": self.function_call["name"], "arguments": ""}}))
+            arguments = json.dumps(self.function_call["arguments"])
+            for start in range(0, len(arguments), 8):
+                await self.chunk(send, event({"function_call": {"arguments": arguments[start:start + 8]}}))
         await self.pause(self.token_delay)
         await self.chunk(send, event({}, self._finish()))
         if include_usage:

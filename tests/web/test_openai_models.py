@@ -93,6 +93,15 @@ def test_openapi_documents_both_prefixes(app):
     assert "requestBody" in paths["/v1/chat/completions"]["post"]
 
 
+def test_openapi_documents_every_status_of_a_completion(app):
+    responses = app.http.get("/openapi.json").json()["paths"]["/v1/chat/completions"]["post"]["responses"]
+    assert {"200", "400", "401", "404", "413", "429", "500", "502", "503"} <= set(responses)
+    assert "upstream_misconfigured" in responses["502"]["description"]
+    assert "model_unavailable" in responses["503"]["description"]
+    assert "unknown_parameter" in responses["400"]["description"]
+    assert "unsupported_parameter" in responses["400"]["description"]
+
+
 # --- the catalog on its own: a provider whose listing hangs --------------------------------------------
 class HangingProvider:
     def __init__(self, name: str, default_model: str) -> None:
