@@ -115,13 +115,15 @@ OPERATIONS = [
     ("GET", "/api/v1/ai/status"),
     ("GET", "/metrics"), ("GET", "/api/v1/ai/config"), ("PUT", "/api/v1/ai/config"),
     ("DELETE", "/api/v1/ai/context/{platform}/{user_id}"), ("GET", "/api/v1/ai/usage"),
+    ("POST", "/api/v1/ai/triggers/check"),
     ("POST", "/api/v1/ai/chat/completions"), ("GET", "/api/v1/ai/models"), ("GET", "/api/v1/ai/models/{model_id}"),
     ("POST", "/v1/chat/completions"), ("GET", "/v1/models"), ("GET", "/v1/models/{model_id}"),
 ]
 # Operations with something that can be made invalid (a JSON body, typed query parameters); the
 # others (no parameters, or free-form path strings) have no negative cases to generate.
 NEGATABLE = {("POST", "/api/v1/ai/interaction"), ("POST", "/api/v1/execute"), ("GET", "/api/v1/ai/config"),
-             ("PUT", "/api/v1/ai/config"), ("GET", "/api/v1/ai/usage"), ("POST", "/api/v1/ai/chat/completions"), ("POST", "/v1/chat/completions")}
+             ("PUT", "/api/v1/ai/config"), ("GET", "/api/v1/ai/usage"), ("POST", "/api/v1/ai/triggers/check"),
+             ("POST", "/api/v1/ai/chat/completions"), ("POST", "/v1/chat/completions")}
 CASES = [(m, p, GenerationMode.POSITIVE) for m, p in OPERATIONS] + [
     (m, p, GenerationMode.NEGATIVE) for m, p in OPERATIONS if (m, p) in NEGATABLE]
 
