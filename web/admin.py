@@ -125,7 +125,7 @@ async def put_config() -> Response:
 @blueprint.post("/triggers/check")
 @document_request(TriggerCheckRequest)
 @document_response(TriggerCheckResponse, 200)
-@_errors()
+@_errors(413)
 async def check_triggers() -> Response:
     """Would this message be answered, by which trigger, in which language (§4)? No LLM, no post."""
     rt = runtime()
