@@ -146,8 +146,9 @@ def carrier() -> dict[str, str] | None:
 
 
 def headers_for(span: Span) -> dict[str, str]:
-    """W3C headers naming `span` as the parent of the upstream call (empty when off)."""
-    if not _enabled or not span.is_recording():
+    """W3C headers naming `span` as the parent of the upstream call (empty when off). A span the
+    sampler dropped still passes its context on, marked not sampled, so the trace stays one."""
+    if not _enabled:
         return {}
     found: dict[str, str] = {}
     propagate.inject(found, context=trace.set_span_in_context(span))

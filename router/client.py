@@ -126,7 +126,7 @@ class RouterClient:
             if attempts > 1:
                 metrics.router_posts_total.labels(result="retried").inc()
             with self._attempt_span(attempts) as span:
-                traced = {**headers, **tracing.headers_for(span)} if span.is_recording() else headers
+                traced = {**headers, **tracing.headers_for(span)} if tracing.enabled() else headers
                 response = await self.http.post(self.url, json=payload, headers=traced)
                 status = response.status_code
                 if span.is_recording():

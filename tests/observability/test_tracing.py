@@ -104,6 +104,25 @@ def test_each_interaction_is_its_own_trace_without_a_caller(app, traced, fake_ro
         assert one(spans, ACK).parent is None  # a new trace's root
 
 
+def test_a_caller_that_does_not_sample_is_followed_and_its_trace_passed_on(app, traced, fake_ollama, fake_router):
+    unsampled = f"00-{CALLER_TRACE_ID}-{CALLER_SPAN_ID}-00"
+    accept(app, "hello there", {"traceparent": unsampled})
+    reply = fake_router.wait_for_replies(1)[0]
+    wait_until(lambda: app.runtime.workers.inflight == 0)
+    assert traced.trace(CALLER_TRACE_ID) == []  # the sampler (parent-based) keeps nothing of it
+    for headers in (fake_ollama.chat_requests[-1][1], reply["headers"]):
+        version, trace_id, span_id, flags = headers["traceparent"].split("-")
+        assert (trace_id, flags) == (CALLER_TRACE_ID, "00") and span_id != CALLER_SPAN_ID
+
+
+def test_a_malformed_traceparent_starts_a_new_trace(app, traced, fake_router):
+    ack = app.post_interaction(interaction_body("hello there"), headers={"traceparent": "00-nothex-zz-01"})
+    assert ack.status_code == 202
+    spans = interaction_trace(traced, ack.json()["data"]["interaction_id"])
+    assert one(spans, ACK).parent is None and {s.name for s in spans} == INTERACTION_SPANS
+    fake_router.wait_for_replies(1)
+
+
 def test_an_ignored_interaction_ends_at_the_decision(app, traced, fake_ollama):
     interaction_id = accept(app, "just chatting about the game", CALLER)
     spans = interaction_trace(traced, interaction_id)
