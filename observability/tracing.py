@@ -37,9 +37,6 @@ _tracer: trace.Tracer = trace.NoOpTracer()
 _enabled = False
 NO_SPAN: AbstractContextManager[Span] = nullcontext(INVALID_SPAN)  # the block of a span when off
 
-__all__ = ["NO_SPAN", "Span", "SpanKind", "Tracing", "build_provider", "carrier", "continued", "enabled", "error", "extract",
-           "headers_for", "install", "set_attributes", "span", "start_span", "uninstall"]
-
 
 def traces_endpoint(settings: Settings) -> str | None:
     """Where spans go: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT as given, else OTEL_EXPORTER_OTLP_ENDPOINT
@@ -130,10 +127,10 @@ def enabled() -> bool:
 # --- propagation ---------------------------------------------------------------------------------
 def extract(headers: Mapping[str, str] | None) -> Context | None:
     """The caller's context from W3C headers (`traceparent`, `tracestate`, `baggage`); None when
-    tracing is off or nothing was given (a span started with it is a new trace's root)."""
-    if not _enabled or not headers:
+    tracing is off. Without (valid) headers, an empty context: a span started in it is a new root."""
+    if not _enabled:
         return None
-    return propagate.extract(headers)
+    return propagate.extract(headers) if headers else Context()
 
 
 def carrier() -> dict[str, str] | None:
@@ -159,11 +156,10 @@ def headers_for(span: Span) -> dict[str, str]:
 def continued(carried: Mapping[str, str] | None) -> Iterator[None]:
     """Run the block in the context carried from elsewhere (a queued interaction, an outbox row):
     spans started in it join that trace."""
-    parent = extract(carried)
-    if parent is None:
+    if not _enabled or not carried:
         yield
         return
-    token = otel_context.attach(parent)
+    token = otel_context.attach(propagate.extract(carried))
     try:
         yield
     finally:

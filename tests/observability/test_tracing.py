@@ -213,6 +213,15 @@ def test_execute_continues_the_callers_trace(app, traced, fake_ollama):
     assert fake_ollama.chat_requests[-1][1]["traceparent"] == traceparent_of(chat)
 
 
+def test_the_model_listing_a_request_asks_for_carries_its_trace(app, traced, fake_ollama):
+    answer = app.http.get("/v1/models", headers={"Authorization": f"Bearer {KEY}", **CALLER})
+    assert answer.status_code == 200
+    server = traced.wait_for("GET /v1/models")
+    assert parent_id(server) == CALLER_SPAN_ID
+    listings = [headers for path, headers, _ in fake_ollama.requests if path == "/api/tags" and "traceparent" in headers]
+    assert [h["traceparent"] for h in listings] == [traceparent_of(server)]  # health probes carry none
+
+
 def test_probes_and_scrapes_are_not_traced(app, traced):
     for path in ("/health", "/ready", "/metrics"):
         assert app.http.get(path, headers=CALLER).status_code == 200
@@ -332,3 +341,21 @@ def test_tracing_helpers_cost_nothing_when_off():
         with tracing.continued({"traceparent": TRACEPARENT}):
             assert tracing.carrier() is None
     asyncio.run(inside())
+
+
+def test_work_continued_elsewhere_joins_the_carried_trace(traced):
+    """What an outbox sender does with a carried context: `continued(carrier)` around its work."""
+    tracing.install(traced.provider)
+    try:
+        with tracing.continued({"traceparent": TRACEPARENT, "tracestate": TRACESTATE}):
+            carried = tracing.carrier()
+            with tracing.span("later.work"):
+                pass
+        with tracing.continued(None), tracing.span("unrelated"):
+            pass
+    finally:
+        tracing.uninstall()
+    assert carried == {"traceparent": TRACEPARENT, "tracestate": TRACESTATE}
+    later, unrelated = traced.wait_for("later.work"), traced.wait_for("unrelated")
+    assert hex_trace(later) == CALLER_TRACE_ID and parent_id(later) == CALLER_SPAN_ID
+    assert unrelated.parent is None and hex_trace(unrelated) != CALLER_TRACE_ID
