@@ -17,7 +17,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from completions.catalog import ModelCatalog
 from completions.limits import KeyRateLimiter
@@ -36,6 +36,7 @@ from llm.service import LLMService
 from llm.types import Provider
 from observability import metrics
 from observability.logs import get_logger
+from observability.tracing import Tracing
 from router.client import RouterClient
 from storage.cipher import ConfigCipher
 from storage.community_config import ConfigSource, MemoryConfigSource
@@ -82,12 +83,15 @@ class Runtime:
     config_source: ConfigSource
     usage: UsageStore
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, tracer_provider: Any = None) -> None:
+        """`tracer_provider`: an OpenTelemetry SDK TracerProvider to trace with (tests hand in one with
+        the in-memory exporter); None: the OTEL_* variables decide (observability/tracing.py)."""
         s = self.settings = settings
         self.started_at = time.time()
         self.draining = False
         self.drain_cut_short = asyncio.Event()  # set: stop waiting for unfinished work (a second signal)
         self.instance_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.tracing = Tracing(s, tracer_provider, self.instance_id)
         self.cipher = ConfigCipher.from_settings(s)  # a bad CONFIG_ENCRYPTION_KEY stops start-up
         names = [s.ai_provider] + ([s.fallback_provider] if s.fallback_provider else [])
         self.providers: dict[str, Provider] = {name: build_provider(name, s) for name in names}
@@ -138,6 +142,7 @@ class Runtime:
     async def start(self) -> None:
         """Returns at once; the database pool connects (and migrates) in the background."""
         s = self.settings
+        self.tracing.start()
         if self.postgres is not None:
             await self.postgres.start()
         self.workers.start()
@@ -175,6 +180,7 @@ class Runtime:
         await self.queue.aclose()
         if self.postgres is not None:
             await self.postgres.close()
+        await self.tracing.stop()  # flush the last spans
         log.info("service stopped", action="shutdown")
 
     async def ready(self) -> tuple[bool, str | None]:

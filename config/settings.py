@@ -150,6 +150,14 @@ class Settings(BaseSettings):
     admin_api_keys: Annotated[list[SecretStr], NoDecode] = []
     shutdown_grace_s: float = Field(25, ge=0)
 
+    # --- tracing (§12): OpenTelemetry's standard variables (observability/tracing.py) ----------------
+    otel_exporter_otlp_endpoint: str | None = None  # the collector's root; spans go to <root>/v1/traces
+    otel_exporter_otlp_traces_endpoint: str | None = None  # the full URL for spans, as given
+    otel_exporter_otlp_headers: SecretStr | None = None  # k=v,k2=v2 (often a vendor's API key)
+    otel_exporter_otlp_traces_headers: SecretStr | None = None
+    otel_service_name: str = Field(MODULE_NAME, min_length=1)
+    otel_sdk_disabled: bool = False
+
     @field_validator(
         "platforms", "greeting_triggers", "farewell_triggers", "question_triggers",
         "event_response_types", "allowed_upstream_hosts", "trigger_languages", mode="before",
@@ -198,7 +206,8 @@ class Settings(BaseSettings):
     @field_validator(
         "fallback_provider", "router_service_key", "router_api_key", "waddleai_api_key",
         "database_url", "config_encryption_key", "ollama_cert_path", "waddleai_preferred_model",
-        mode="before",
+        "otel_exporter_otlp_endpoint", "otel_exporter_otlp_traces_endpoint", "otel_exporter_otlp_headers",
+        "otel_exporter_otlp_traces_headers", mode="before",
     )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
@@ -227,9 +236,12 @@ class Settings(BaseSettings):
                 raise ValueError(f"the value of {name!r} must be a string on one line")
         return value
 
-    @field_validator("router_api_url", "waddleai_base_url")
+    @field_validator("router_api_url", "waddleai_base_url", "otel_exporter_otlp_endpoint",
+                     "otel_exporter_otlp_traces_endpoint")
     @classmethod
-    def _http_url(cls, value: str) -> str:
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")

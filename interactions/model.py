@@ -108,6 +108,9 @@ class Interaction:
     request_id: str
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     accepted_at: float = field(default_factory=time.time)  # wall clock: survives a process (PG mode)
+    # the ACK's trace context as W3C headers (observability/tracing.py), to continue the trace where
+    # the interaction is processed; None when tracing is off
+    trace_context: dict[str, str] | None = None
 
     @property
     def age_s(self) -> float:

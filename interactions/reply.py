@@ -39,7 +39,7 @@ from interactions.stragglers import Stragglers
 from interactions.triggers import TriggerMatch, matcher_for
 from llm.service import LLMService
 from llm.types import ChatRequest, ChatResult, ProviderError
-from observability import metrics
+from observability import metrics, tracing
 from observability.logs import get_logger
 from router.bodies import OutgoingReply, body_builder
 from router.client import RouterClient
@@ -111,15 +111,17 @@ class ReplyPipeline:
     async def process(self, interaction: Interaction) -> tuple[str, str]:
         """Returns (outcome, trigger); trigger is "none" when nothing fired."""
         req = interaction.request
-        if interaction.age_s > self.settings.interaction_max_age_s:
-            return "expired", "none"
-        cfg = await self.config_source.effective(req.community_id)
-        found = matcher_for(cfg.triggers).match(req.message_content, req.message_type, req.username)
-        trigger = found.trigger
-        if trigger is None:
-            return "ignored", "none"
-        if self._rate_limited(req, cfg):
-            return "rate_limited", trigger
+        with tracing.span("interaction.decide") as decision:  # the trace's step (interactions/spans.py)
+            if interaction.age_s > self.settings.interaction_max_age_s:
+                return "expired", "none"
+            cfg = await self.config_source.effective(req.community_id)
+            found = matcher_for(cfg.triggers).match(req.message_content, req.message_type, req.username)
+            trigger = found.trigger
+            tracing.set_attributes({"interaction.trigger": trigger or "none"}, decision)
+            if trigger is None:
+                return "ignored", "none"
+            if self._rate_limited(req, cfg):
+                return "rate_limited", trigger
         reply = await self._generate(interaction, cfg, trigger, language=found.language)
         if reply is None:
             return "failed", trigger

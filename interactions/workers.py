@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import time
 
+from interactions import spans
 from interactions.model import Interaction
 from interactions.outcomes import record_outcome
+from observability import tracing
 from observability.logs import get_logger, request_id_var
 from interactions.queue.base import InteractionQueue
 from interactions.reply import ReplyPipeline
@@ -48,17 +50,20 @@ class WorkerPool:
         token = request_id_var.set(interaction.request_id)
         started = time.perf_counter()
         outcome, trigger = "failed", "none"
-        try:
-            outcome, trigger = await self.pipeline.process(interaction)
-        except asyncio.CancelledError:
-            if not self.queue.durable:
-                record_outcome(interaction, "failed", trigger, started)
-            raise
-        except Exception as exc:  # a bug must not kill the worker or lose the outcome
-            log.error("interaction crashed", action="process_interaction", interaction_id=interaction.id,
-                      error_type=type(exc).__name__, exc_info=exc)
-        finally:
-            request_id_var.reset(token)
+        with spans.processing(interaction) as span:
+            try:
+                outcome, trigger = await self.pipeline.process(interaction)
+            except asyncio.CancelledError:
+                if not self.queue.durable:
+                    record_outcome(interaction, "failed", trigger, started)
+                raise
+            except Exception as exc:  # a bug must not kill the worker or lose the outcome
+                log.error("interaction crashed", action="process_interaction", interaction_id=interaction.id,
+                          error_type=type(exc).__name__, exc_info=exc)
+                tracing.error(span, type(exc).__name__)
+            finally:
+                request_id_var.reset(token)
+            tracing.set_attributes({"interaction.outcome": outcome, "interaction.trigger": trigger}, span)
         await self.queue.finish(interaction, outcome)
         record_outcome(interaction, outcome, trigger, started)
 

@@ -20,6 +20,7 @@ from llm import http
 from llm import ollama_mapping as mapping
 from llm.fidelity import UnsupportedParameter
 from llm.types import ChatRequest, ChatResult, ModelNotFound, ProviderError, StreamChunk, status_error
+from observability import tracing
 
 _upstream_headers: ContextVar[dict[str, str]] = ContextVar("ollama_upstream_headers", default={})
 
@@ -155,12 +156,16 @@ class OllamaProvider:
             await parts.aclose()
 
     async def list_models(self) -> list[str]:
+        # the trace of the request that asked for the listing (nothing when tracing is off)
+        token = _upstream_headers.set(tracing.carrier() or {})
         try:
             async with asyncio.timeout(self.timeout):
                 listing = await self._client.list()
             return [m.model for m in listing.models if m.model]
         except Exception as exc:
             raise _map_error(exc, self.default_model) from exc
+        finally:
+            _upstream_headers.reset(token)
 
     async def health(self) -> bool:
         try:

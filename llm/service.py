@@ -30,6 +30,7 @@ from llm.types import (ChatRequest, ChatResult, Provider, ProviderError, Provide
                        ProviderUnavailable, StreamChunk)
 from observability import metrics
 from observability.logs import get_logger
+from llm import spans
 from llm.breaker import CircuitBreaker, ModelBreakers
 from llm.endpoints import EndpointPool
 from llm.health import ProviderHealth
@@ -120,9 +121,16 @@ class LLMService:
 
     async def _call_provider(self, name: str, provider: Provider, breaker: CircuitBreaker, request: ChatRequest,
                              spent: list[float] | None = None) -> ChatResult:
+        model = request.model or provider.default_model
+        with spans.chat_span(provider.name, model, request) as span:  # GenAI attributes (llm/spans.py)
+            result = await self._call_guarded(name, provider, breaker, spans.traced(request, span), model, spent)
+            spans.record_result(span, result)
+        return result
+
+    async def _call_guarded(self, name: str, provider: Provider, breaker: CircuitBreaker, request: ChatRequest,
+                            model: str, spent: list[float] | None) -> ChatResult:
         if not breaker.available:  # fail fast: don't queue for a slot only to be refused
             raise ProviderUnavailable(f"{name} circuit breaker is open", provider=name)
-        model = request.model or provider.default_model
         async with self._slots:
             metrics.inflight_provider_calls.inc()
             started = time.perf_counter()
@@ -189,46 +197,50 @@ class LLMService:
         name = preferred or self.primary
         provider = self.providers[name]
         breaker = self.breakers[name]
-        if not breaker.available:
-            raise ProviderUnavailable(f"{name} circuit breaker is open", provider=name)
-        label = metrics.model_label(request.model or provider.default_model)
-        async with self._slots:
-            metrics.inflight_provider_calls.inc()
-            self.active_streams += 1
-            started = time.perf_counter()
-            first = True
-            result = "cancelled"  # unless it ends otherwise: the consumer stopped early
-            try:
-                async with self._guarded(breaker, request.model or provider.default_model), \
-                        aclosing(provider.stream(request)) as parts:
-                    async for chunk in parts:
-                        if first:
-                            first = False
-                            if stats is not None:
-                                stats.provider_wait_s += time.perf_counter() - started
-                            if chunk.has_output:  # text, a tool call or logprobs
-                                metrics.provider_ttft.labels(name).observe(time.perf_counter() - started)
-                        if chunk.finish_reason:
-                            if chunk.model:
-                                label = metrics.model_label(chunk.model, reported=True)
-                            metrics.tokens_total.labels(name, label, "prompt").inc(chunk.prompt_tokens)
-                            metrics.tokens_total.labels(name, label, "completion").inc(chunk.completion_tokens)
-                        yield chunk
-                result = "success"
-            except ProviderError as exc:
-                result = exc.kind
-                raise
-            except Exception as exc:  # a provider bug must not escape as success or crash the caller
-                result = "error"
-                raise ProviderError(f"{name} failed: {type(exc).__name__}", provider=name) from exc
-            finally:
-                if first and stats is not None:
-                    stats.provider_wait_s += time.perf_counter() - started
-                self.active_streams -= 1
-                metrics.inflight_provider_calls.dec()
-                metrics.provider_requests_total.labels(name, label, result).inc()
-                if result == "success":
-                    metrics.provider_latency.labels(name, label).observe(time.perf_counter() - started)
+        # GenAI attributes (llm/spans.py); not made the current span, so it never leaks into the consumer
+        with spans.chat_span(provider.name, request.model or provider.default_model, request) as span:
+            request = spans.traced(request, span)
+            if not breaker.available:
+                raise ProviderUnavailable(f"{name} circuit breaker is open", provider=name)
+            label = metrics.model_label(request.model or provider.default_model)
+            async with self._slots:
+                metrics.inflight_provider_calls.inc()
+                self.active_streams += 1
+                started = time.perf_counter()
+                first = True
+                result = "cancelled"  # unless it ends otherwise: the consumer stopped early
+                try:
+                    async with self._guarded(breaker, request.model or provider.default_model), \
+                            aclosing(provider.stream(request)) as parts:
+                        async for chunk in parts:
+                            if first:
+                                first = False
+                                if stats is not None:
+                                    stats.provider_wait_s += time.perf_counter() - started
+                                if chunk.has_output:  # text, a tool call or logprobs
+                                    metrics.provider_ttft.labels(name).observe(time.perf_counter() - started)
+                            if chunk.finish_reason:
+                                spans.record_result(span, chunk)
+                                if chunk.model:
+                                    label = metrics.model_label(chunk.model, reported=True)
+                                metrics.tokens_total.labels(name, label, "prompt").inc(chunk.prompt_tokens)
+                                metrics.tokens_total.labels(name, label, "completion").inc(chunk.completion_tokens)
+                            yield chunk
+                    result = "success"
+                except ProviderError as exc:
+                    result = exc.kind
+                    raise
+                except Exception as exc:  # a provider bug must not escape as success or crash the caller
+                    result = "error"
+                    raise ProviderError(f"{name} failed: {type(exc).__name__}", provider=name) from exc
+                finally:
+                    if first and stats is not None:
+                        stats.provider_wait_s += time.perf_counter() - started
+                    self.active_streams -= 1
+                    metrics.inflight_provider_calls.dec()
+                    metrics.provider_requests_total.labels(name, label, result).inc()
+                    if result == "success":
+                        metrics.provider_latency.labels(name, label).observe(time.perf_counter() - started)
 
     @asynccontextmanager
     async def _guarded(self, breaker: CircuitBreaker, model: str) -> AsyncIterator[None]:

@@ -24,6 +24,7 @@ import openai
 
 from llm.http import refused
 from llm.types import ChatRequest, ChatResult, ProviderError, StreamChunk, status_error
+from observability import tracing
 from observability.logs import get_logger
 
 log = get_logger(__name__)
@@ -210,7 +211,8 @@ class WaddleAIProvider:
     async def list_models(self) -> list[str]:
         try:
             async with asyncio.timeout(self.timeout):
-                page = await self._client.models.list(extra_headers=self._auth)
+                # the trace of the request that asked for the listing (nothing when tracing is off)
+                page = await self._client.models.list(extra_headers={**(tracing.carrier() or {}), **self._auth})
             return [m.id for m in page.data]
         except Exception as exc:
             raise _map_error(exc, self.default_model) from exc

@@ -13,16 +13,22 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import random
+import re
 import time
+from contextlib import AbstractContextManager
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import stamina
 from httpx_aiohttp import AiohttpTransport
 
 from config.settings import MODULE_NAME, VERSION
-from observability import metrics
+from observability import metrics, tracing
 from observability.logs import get_logger, new_request_id, request_id_var
+
+
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 
 
 class _RetryableStatus(Exception):
@@ -51,6 +57,10 @@ class RouterClient:
                  max_connections: int = 100, wait_initial: float = 0.2, wait_max: float = 5.0,
                  wait_jitter: float = 0.5) -> None:
         self.url = base_url.rstrip("/") + "/responses"
+        parts = urlsplit(self.url)
+        self._url_attributes = {  # of the attempts' spans: the URL without credentials
+            "url.full": _USERINFO.sub("", self.url), "server.address": parts.hostname or "",
+            "server.port": parts.port or (443 if parts.scheme == "https" else 80)}
         self.api_key = api_key or None
         self.timeout_s, self.retry_max_s = timeout_s, max(0.0, retry_max_s)
         self.wait_initial, self.wait_max, self.wait_jitter = wait_initial, wait_max, wait_jitter
@@ -72,7 +82,25 @@ class RouterClient:
 
     async def post_reply(self, payload: dict[str, Any], *, interaction_id: str,
                          request_id: str | None) -> bool:
-        """POST one reply; True once delivered (2xx), False when given up. Raises only CancelledError."""
+        """POST one reply; True once delivered (2xx), False when given up. Raises only CancelledError.
+
+        Traced as `router.post_reply` with one `POST` client span per attempt, whose context the
+        router receives as `traceparent` (docs/design.md "Tracing")."""
+        with tracing.span("router.post_reply", attributes={"interaction.id": interaction_id}) as span:
+            delivered = await self._post(payload, interaction_id, request_id)
+            tracing.set_attributes({"router.delivered": delivered}, span)
+            return delivered
+
+    def _attempt_span(self, attempt: int) -> AbstractContextManager[tracing.Span]:
+        """The client span of one HTTP attempt (HTTP semantic conventions); nothing when off."""
+        if not tracing.enabled():
+            return tracing.NO_SPAN
+        attributes: dict[str, Any] = {"http.request.method": "POST", **self._url_attributes}
+        if attempt > 1:
+            attributes["http.request.resend_count"] = attempt - 1
+        return tracing.span("POST", tracing.SpanKind.CLIENT, attributes)
+
+    async def _post(self, payload: dict[str, Any], interaction_id: str, request_id: str | None) -> bool:
         headers = {"Content-Type": "application/json", "Idempotency-Key": interaction_id,
                    "X-Request-ID": request_id or request_id_var.get() or new_request_id()}
         if self.api_key:
@@ -97,8 +125,14 @@ class RouterClient:
             attempts += 1
             if attempts > 1:
                 metrics.router_posts_total.labels(result="retried").inc()
-            response = await self.http.post(self.url, json=payload, headers=headers)
-            status = response.status_code
+            with self._attempt_span(attempts) as span:
+                traced = {**headers, **tracing.headers_for(span)} if tracing.enabled() else headers
+                response = await self.http.post(self.url, json=payload, headers=traced)
+                status = response.status_code
+                if span.is_recording():
+                    span.set_attribute("http.response.status_code", status)
+                    if status >= 400:
+                        tracing.error(span, str(status))
             if status == 429 or status >= 500:
                 raise _RetryableStatus(status, parse_retry_after(response.headers.get("retry-after")))
 

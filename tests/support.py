@@ -46,8 +46,9 @@ def make_settings(ollama: Any = None, router: Any = None, openai: Any = None, **
 
 
 @contextlib.contextmanager
-def running_app(settings: Settings) -> Iterator["AppHandle"]:
-    app = create_app(settings)
+def running_app(settings: Settings, **app_options: Any) -> Iterator["AppHandle"]:
+    """`app_options` go to create_app (e.g. `tracer_provider=`, tests/observability/test_tracing.py)."""
+    app = create_app(settings, **app_options)
     server = ServerThread(app, graceful_timeout=settings.shutdown_grace_s).start()
     handle = AppHandle(app, server)
     try:

@@ -19,7 +19,7 @@ import re
 import signal
 import time
 from contextlib import contextmanager
-from typing import Iterator, TextIO
+from typing import Any, Iterator, TextIO
 
 from quart import Quart, Response, g, request
 from quart_schema import QuartSchema
@@ -31,6 +31,7 @@ from runtime import Runtime
 from web import admin, execute, interaction, openai_api, operations
 from web.auth import KeyRing
 from web.errors import register_error_handlers
+from web.tracing import TracedRequests
 
 log = get_logger("app")
 access_log = get_logger("access")
@@ -40,7 +41,10 @@ access_log = get_logger("access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
-def create_app(settings: Settings | None = None, log_stream: TextIO | None = None) -> Quart:
+def create_app(settings: Settings | None = None, log_stream: TextIO | None = None,
+               tracer_provider: Any = None) -> Quart:
+    """`tracer_provider`: trace with this OpenTelemetry SDK provider instead of the one the OTEL_*
+    variables configure (tests: the SDK's in-memory exporter)."""
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.user_hash_salt.get_secret_value(), settings.secret_values(),
                       log_stream)
@@ -48,7 +52,7 @@ def create_app(settings: Settings | None = None, log_stream: TextIO | None = Non
     metrics.configure(settings)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, RESPONSE_TIMEOUT=None, BODY_TIMEOUT=30)
     QuartSchema(app, info={"title": "AI Interaction Module", "version": VERSION})
-    runtime = Runtime(settings)
+    runtime = Runtime(settings, tracer_provider)
     app.extensions["settings"] = settings
     app.extensions["runtime"] = runtime
     app.extensions["router_keys"] = KeyRing(settings.router_service_key)
@@ -64,6 +68,8 @@ def create_app(settings: Settings | None = None, log_stream: TextIO | None = Non
     app.register_blueprint(openai_api.blueprint, url_prefix="/api/v1/ai", name="openai")
     app.register_blueprint(openai_api.blueprint, url_prefix="/v1", name="openai_v1", catch_all=True)
     _register_request_hooks(app)
+    if runtime.tracing.on:  # off: not wrapped, the requests cost what they did
+        app.asgi_app = TracedRequests(app.asgi_app)  # type: ignore[method-assign]
 
     @app.before_serving
     async def _start() -> None:

@@ -14,7 +14,7 @@ from web.errors import ApiError, check_content_type, from_validation_error
 from interactions.model import Interaction, InteractionRequest
 from web.models import AcceptedResponse, ErrorResponse
 from web.state import runtime
-from observability import metrics
+from observability import metrics, tracing
 from interactions.queue.base import QueueFull
 
 blueprint = Blueprint("interaction", __name__, url_prefix="/api/v1/ai")
@@ -53,13 +53,14 @@ async def accept_interaction() -> tuple[Response, int]:
         req = InteractionRequest.model_validate_json(body, context=extensions["limits"])
     except ValidationError as exc:
         raise from_validation_error(exc) from None
-    interaction = Interaction(req, request_id=g.request_id)
+    interaction = Interaction(req, request_id=g.request_id, trace_context=tracing.carrier())
     try:
         enqueued = await rt.queue.enqueue(interaction)
     except QueueFull:
         raise ApiError(429, "queue_full", "Interaction queue is full, retry later",
                        headers={"Retry-After": "2"}) from None
     metrics.interactions_accepted_total.inc()
+    tracing.set_attributes({"interaction.id": enqueued.interaction_id, "interaction.duplicate": enqueued.duplicate})
     data = {"message": "Processing request", "session_id": req.session_id,
             "interaction_id": enqueued.interaction_id, "duplicate": enqueued.duplicate}
     body_out = {"success": True, "data": data, "timestamp": _timestamp()}

@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
 
@@ -47,6 +48,18 @@ from interactions.queue.outcome_batches import OutcomeBatcher
 
 log = get_logger(__name__)
 _RESTORE = {"max_message_chars": sys.maxsize}  # validated at the ACK already
+TRACE_CONTEXT_KEY = "trace_context"  # beside the request's fields in the stored payload
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def stored_payload(interaction: Interaction) -> str:
+    """The row's `payload`: the request as validated, and with tracing on the ACK's trace context
+    (W3C headers) under TRACE_CONTEXT_KEY, so that whichever instance claims the row continues the
+    trace. The request model ignores that key when the row is read back (by any version)."""
+    payload = interaction.request.model_dump_json()
+    if not interaction.trace_context:
+        return payload
+    return f'{payload[:-1]},"{TRACE_CONTEXT_KEY}":{_encode(interaction.trace_context)}}}'
 
 
 class PgQueue:
@@ -87,7 +100,7 @@ class PgQueue:
         req = interaction.request
         if self._healthy is False:  # known down: answer 503 at once rather than wait for timeouts
             raise StoreUnavailable()
-        row = (interaction.id, req.model_dump_json(), interaction.request_id, req.platform, req.user_id,
+        row = (interaction.id, stored_payload(interaction), interaction.request_id, req.platform, req.user_id,
                dedupe_key(req) if self.dedupe_window_s > 0 else None)
         if self._depth + self._drift + self._enqueues.unsent >= self.count_from:
             winner = await self._enqueues.insert_counted(row)
@@ -178,7 +191,9 @@ class PgQueue:
             metrics.queue_takeovers_total.inc()
             log.warning("interaction taken over after its lease ran out", action="claim",
                         interaction_id=row["id"], attempts=row["attempts"], result="takeover")
-        return Interaction(req, request_id=row["request_id"], id=row["id"], accepted_at=time.time() - row["age_s"])
+        carried = row["trace_context"]
+        return Interaction(req, request_id=row["request_id"], id=row["id"], accepted_at=time.time() - row["age_s"],
+                           trace_context=json.loads(carried) if carried else None)
 
     # --- background: polling and health -------------------------------------------------------
     def _unhealthy(self, exc: BaseException) -> None:

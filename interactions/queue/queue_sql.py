@@ -133,6 +133,7 @@ async def claim(conn: asyncpg.Connection, owner: str, lease_s: float, limit: int
                   ORDER BY accepted_at LIMIT $3 FOR UPDATE SKIP LOCKED) next
             WHERE q.id = next.id
             RETURNING q.id::text AS id, q.payload::text AS payload, q.request_id, q.attempts,
+                      (q.payload->'trace_context')::text AS trace_context,
                       extract(epoch FROM now() - q.accepted_at)::float8 AS age_s""",
         owner, float(lease_s), limit)
     return sorted(rows, key=lambda r: -r["age_s"])

@@ -48,6 +48,8 @@ def test_comma_separated_lists_from_the_environment(monkeypatch):
     ("OLLAMA_PORT", "eleven"), ("AI_PROVIDER", "skynet"), ("MAX_QUEUE", "0"),
     ("AI_TEMPERATURE", "3"), ("ROUTER_API_URL", "ftp://router"), ("RESPOND_WITH_FALLBACK", "perhaps"),
     ("ROUTER_PROTOCOL", "slack"), ("EXECUTE_TIMEOUT_S", "0"),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"), ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "grpc://c:4317"),
+    ("OTEL_SDK_DISABLED", "sometimes"),
 ])
 def test_bad_value_names_the_variable(monkeypatch, var, value):
     monkeypatch.setenv(var, value)
@@ -77,6 +79,15 @@ def test_summary_never_contains_secrets():
     assert "https://***@router.internal/api/v1/router" in text
     for secret in ("sk-very-secret", "router-secret", "open-ai-key-1", "pw-secret", "url-secret"):
         assert secret not in text
+
+
+def test_otlp_headers_are_secrets_and_empty_otel_values_mean_unset(monkeypatch):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-honeycomb-team=hc-very-secret")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+    s = load_settings()
+    assert "hc-very-secret" not in repr(s.summary()) and s.summary()["otel_exporter_otlp_headers"] == "set"
+    assert "x-honeycomb-team=hc-very-secret" in s.secret_values()
+    assert s.otel_exporter_otlp_endpoint is None and s.otel_service_name == "ai_interaction_module"
 
 
 def test_extra_headers_are_a_json_object_of_secrets(monkeypatch):
