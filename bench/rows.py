@@ -327,8 +327,8 @@ def memory(h: Harness) -> list[Row]:
         start.ratios[v] = f"{m['start'] / bare_rss:.2f}×"
         growth.cells[v], growth.figures[v] = f"{m['small']:.1f} → {m['large']:.1f} MB", [m["large"]]
         growth.ratios[v] = f"{m['large'] / m['small']:.2f}×"
-    growth.notes = (f"new user per interaction, new channel every 10, every 10th a trigger text (LLM + router), "
-                    f"8 conns, drained before each reading; answered non-2xx: "
+    growth.notes = ("new user per interaction, new channel every 10, every 10th a trigger text (LLM + router), "
+                    "8 conns, drained before each reading; answered non-2xx: "
                     + ", ".join(f"{h.labels[v]} {m['rejected']}" for v, m in got.items()))
     return [start, growth]
 
