@@ -9,8 +9,10 @@ Behind it, `backing` (a ContextStore), which always gets every write:
 - durable (PostgreSQL, DATABASE_URL): the record. A Redis miss reads it and fills the list (only if
   still absent); an append goes to it, then onto the Redis list only if that list exists, so Redis
   never holds a conversation's tail without its beginning.
-- else this process's MemoryContextStore, a copy: Redis is where replicas share the history, and
-  an append creates the list when it is missing. A Redis miss reads the copy.
+- else this process's MemoryContextStore, a copy used only while Redis is unavailable: Redis is
+  where replicas share the history (a miss there is no history), and an append creates the list
+  when it is missing. An erasure reaches Redis and this replica's copy; the other replicas' copies
+  are never read while Redis answers, and age out (CONTEXT_TTL_S).
 
 Redis unavailable: reads and writes use `backing` alone. The conversations written meanwhile are
 remembered (up to MAX_DIRTY; beyond, every context key of the prefix) and deleted from Redis when it
@@ -103,11 +105,11 @@ class RedisContextStore:
         horizon = time.time() - self.ttl_s
         exchanges = [Exchange(*json.loads(entry)) for entry in entries]
         exchanges = [e for e in exchanges if e.at > horizon]
-        if exchanges:
-            metrics.context_lookups_total.labels(result="hit").inc()
+        if exchanges or not self.durable:  # in memory mode Redis is the truth while it answers
+            metrics.context_lookups_total.labels(result="hit" if exchanges else "miss").inc()
             return exchanges
         exchanges = await self.backing.history(key)
-        if exchanges and self.durable:
+        if exchanges:
             await self._fill_from(names, exchanges)
         return exchanges
 

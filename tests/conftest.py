@@ -1,3 +1,3 @@
-"""Shared fixtures: the loopback fakes (tests/fakes) and helpers to run the app."""
+"""Shared fixtures: the loopback fakes (tests/fakes), Redis (tests/redis_fixtures.py) and helpers to run the app."""
 
-pytest_plugins = ["tests.fakes.llm_fixtures", "tests.fakes.router_fixtures"]
+pytest_plugins = ["tests.fakes.llm_fixtures", "tests.fakes.router_fixtures", "tests.redis_fixtures"]
