@@ -10,8 +10,9 @@ context (docs/design.md, "Several replicas"). Its users call it through `RedisLi
   operation from its fallback (PostgreSQL or this process's state) and counts it in
   `ai_redis_fallbacks_total`. While unavailable, calls fail at once without touching the network;
 - a background probe (owned: started by `start()`, cancelled and awaited by `aclose()`) PINGs every
-  REDIS_PROBE_S while Redis is unavailable. When it answers, the recovery hooks run first (the
-  context store drops what it could not update meanwhile), then calls go to Redis again.
+  REDIS_PROBE_S while Redis is unavailable, each time after closing the pooled connections (after
+  a Redis restart they are dead, and each would fail one call). When it answers, the recovery hooks
+  run first (the context store drops what it could not update meanwhile), then calls go to Redis again.
 
 Redis is assumed available at start: the probe's first PING runs at once and says otherwise.
 """
@@ -118,8 +119,11 @@ class RedisLink:
         except (TimeoutError, *REDIS_ERRORS) as exc:
             log.warning("Redis client not closed cleanly", action="shutdown", error=describe(exc))
 
-    async def _ping(self) -> BaseException | None:
+    async def _ping(self, fresh: bool = False) -> BaseException | None:
+        """One PING; `fresh`: on a new connection (pooled ones may be dead after a Redis restart)."""
         try:
+            if fresh:
+                await self.bounded(self.client.connection_pool.disconnect)
             await self.bounded(self.client.ping)
         except REDIS_ERRORS as exc:
             return exc
@@ -146,7 +150,7 @@ class RedisLink:
                 await self._went_down.wait()
                 continue
             await asyncio.sleep(self.probe_s)
-            failed = await self._ping() or await self._recover()
+            failed = await self._ping(fresh=True) or await self._recover()
             if failed is not None:
                 self.last_error = describe(failed)
                 continue
