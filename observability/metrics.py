@@ -283,7 +283,7 @@ _redis: Callable[[], Any] = lambda: None  # a weak reference to the live Redis l
 
 class _RedisAvailableCollector:
     """`ai_redis_available` (1 usable, 0 unavailable: in-process state) from the live link at scrape
-    time; absent when REDIS_URL is unset, so "not configured" never reads as "down"."""
+    time; without a sample when REDIS_URL is unset, so "not configured" never reads as "down"."""
 
     name = "ai_redis_available"
     documentation = "1 when Redis (REDIS_URL) is in use, 0 while it is unavailable and state is per process"
@@ -292,9 +292,11 @@ class _RedisAvailableCollector:
         yield GaugeMetricFamily(self.name, self.documentation)
 
     def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(self.name, self.documentation)
         link = _redis()
         if link is not None:
-            yield GaugeMetricFamily(self.name, self.documentation, value=1 if link.available else 0)
+            family.add_metric([], 1 if link.available else 0)
+        yield family
 
 
 REGISTRY.register(_RedisAvailableCollector())
