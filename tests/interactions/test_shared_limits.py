@@ -89,16 +89,17 @@ async def test_redis_keys_are_digests_not_ids(redis_space):
     assert len(keys) == 2 and not any("viewer" in k or "channel:42" in k for k in keys)
 
 
-async def test_pg_rows_expire_and_are_pruned(pg):
+async def test_pg_rows_expire_and_are_pruned(request):
     from interactions.queue.maintenance import Maintenance
     from storage.pg_usage import PgUsage
 
-    async with pg_pools(pg.dsn, n=1) as (db,):
+    schema = request.getfixturevalue("pg")
+    async with pg_pools(schema.dsn, n=1) as (db,):
         limits = PgReplyLimits(db, ReplyRateLimiter(10, 20))
         assert await limits.reserve("twitch", "c", "u", 30, 20) is None
-        keys = sorted(r[0] for r in pg.query("SELECT key FROM ai_rate_limits"))
+        keys = sorted(r[0] for r in schema.query("SELECT key FROM ai_rate_limits"))
         assert [k[:2] for k in keys] == ["c:", "u:"] and all(len(k) == 34 for k in keys)  # digests, no ids
-        pg.query("UPDATE ai_rate_limits SET expires_at = now() - interval '1 second'")
+        schema.query("UPDATE ai_rate_limits SET expires_at = now() - interval '1 second'")
         removed = await Maintenance(db, PgUsage(db), retention_s=3600, context_ttl_s=60).run_once()
         assert removed["rate_limits"] == 2
 
