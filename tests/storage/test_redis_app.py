@@ -81,3 +81,27 @@ def test_with_redis_answering_ready_has_no_note_and_state_is_in_redis(fake_ollam
         assert "ai_redis_available 1.0" in app.http.get("/metrics").text
     kinds = {key.split(":", 1)[0] for key in redis_space.keys()}
     assert {"dd", "rl", "ctx", "ctx-user"} <= kinds
+
+
+def test_with_postgresql_and_redis_limits_move_to_postgresql_while_redis_is_down(
+        fake_ollama, fake_router, pg, own_redis):
+    from tests.storage.conftest import pg_settings, wait_ready
+
+    settings = pg_settings(pg, fake_ollama, fake_router, redis_url=own_redis.url, redis_timeout_s=0.5,
+                           redis_probe_s=0.1, user_cooldown_s=60)
+    with running_app(settings) as app:
+        wait_ready(app)
+        assert app.post_interaction(interaction_body("hello there", user_id="viewer-1")).status_code == 202
+        fake_router.wait_for_replies(1, timeout=30)
+        with own_redis.client() as client:
+            assert list(client.scan_iter(match="aim:rl:*"))  # the limits were in Redis
+        assert pg.value("SELECT count(*) FROM ai_rate_limits") == 0
+        own_redis.stop()
+        before = refused()
+        assert app.post_interaction(interaction_body("hello there", user_id="viewer-2")).status_code == 202
+        assert app.post_interaction(interaction_body("hello again", user_id="viewer-2")).status_code == 202
+        fake_router.wait_for_replies(2, timeout=30)
+        wait_until(lambda: refused() - before == 1, message="viewer-2's second message refused")
+        assert pg.value("SELECT count(*) FROM ai_rate_limits") == 2  # viewer-2 and the channel, in PostgreSQL
+        body = app.http.get("/ready").json()
+        assert body["ready"] is True and "PostgreSQL" in body["notes"][0]
