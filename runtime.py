@@ -2,8 +2,9 @@
 
 `Runtime(settings)` builds every object (no I/O): one long-lived client per upstream (the LLM
 providers, the router; communities' own endpoints get theirs from a bounded pool, llm/endpoints.py),
-the breakers, the stores (in memory, or PostgreSQL with DATABASE_URL),
-the rate limiters, the reply pipeline and its workers. `start()` starts the background work
+the breakers, the stores (in memory, or PostgreSQL with DATABASE_URL; with REDIS_URL the state
+every replica shares at chat speed, §12: rate limits, dedupe keys, recent context), the rate
+limiters, the reply pipeline and its workers. `start()` starts the background work
 (database pool, workers, health probes); `drain()` stops taking work and lets what is accepted
 finish (SHUTDOWN_GRACE_S); `stop()` drains, then closes everything. The app runs `start()` in its
 lifespan start-up and `stop()` in its lifespan shutdown (web/app.py).
@@ -20,12 +21,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from completions.catalog import ModelCatalog
-from completions.limits import KeyRateLimiter
+from completions.limits import KeyLimits, KeyRateLimiter
 from config.settings import Settings
 from interactions.commands import CommandAnswerer
 from interactions.queue.base import InteractionQueue
 from interactions.queue.memory import MemoryQueue
-from interactions.rate_limits import ReplyRateLimiter
+from interactions.rate_limits import ReplyLimits, ReplyRateLimiter
 from interactions.reply import ReplyPipeline
 from interactions.workers import WorkerPool
 from llm.breaker import CircuitBreaker
@@ -44,9 +45,11 @@ from storage.context import ContextStore, MemoryContextStore
 from storage.db import Database
 from storage.usage import MemoryUsage, UsageStore
 
-if TYPE_CHECKING:  # asyncpg is imported only with DATABASE_URL
+if TYPE_CHECKING:  # asyncpg is imported only with DATABASE_URL or REDIS_URL, redis only with REDIS_URL
     from interactions.queue.maintenance import Maintenance
     from interactions.queue.postgres import PgQueue
+    from interactions.queue.shared_dedupe import SharedDedupe
+    from storage.redis_link import RedisLink
 
 log = get_logger(__name__)
 
@@ -103,24 +106,83 @@ class Runtime:
         self.llm = LLMService(self.providers, self.breakers, self.health, s.ai_provider, s.fallback_provider,
                               s.max_concurrent_requests, self.endpoints)
         self.router = RouterClient.from_settings(s)
-        self.completion_limiter = KeyRateLimiter(s.completions_rate_per_min)
         self.catalog = ModelCatalog(fetch_timeout_s=min(5.0, s.request_timeout))
         self.postgres: Postgres | None = None
+        self.redis: RedisLink | None = self._redis_link()
+        dedupe = self._shared_dedupe()
         if s.database_url is None:
-            self.queue = MemoryQueue(s.max_queue, s.dedupe_window_s)
+            self.queue = MemoryQueue(s.max_queue, s.dedupe_window_s, shared=dedupe)
             self.context = MemoryContextStore(s.context_history_limit, s.context_ttl_s, s.context_max_conversations)
             self.config_source = MemoryConfigSource(s)
             self.usage = MemoryUsage()
         else:
-            self._build_durable()
+            self._build_durable(dedupe)
         metrics.track_queue(self.queue)  # ai_interaction_queue_depth reads queue.depth() when scraped
-        limiter = ReplyRateLimiter(s.user_cooldown_s, s.channel_max_replies_per_min)
+        self._share_context()
+        limiter = self._reply_limits()
+        self.completion_limiter = self._key_limits()
         self.pipeline = ReplyPipeline(s, self.config_source, self.context, limiter, self.llm, self.router, self.usage)
         self.workers = WorkerPool(self.queue, self.pipeline, s.worker_count)
         self.commands = CommandAnswerer(s, self.pipeline)  # POST /api/v1/execute (§11)
         self._stopped = False
 
-    def _build_durable(self) -> None:
+    # --- the state several replicas share (§12) ---------------------------------------------------
+    def _redis_link(self) -> RedisLink | None:
+        s = self.settings
+        if s.redis_url is None:
+            return None
+        from storage.redis_link import RedisLink
+
+        link = RedisLink(s.redis_url.get_secret_value(), prefix=s.redis_key_prefix, timeout_s=s.redis_timeout_s,
+                         probe_s=s.redis_probe_s, max_connections=s.redis_pool_max)
+        metrics.track_redis(link)  # ai_redis_available
+        return link
+
+    def _shared_dedupe(self) -> SharedDedupe | None:
+        if self.redis is None or self.settings.dedupe_window_s <= 0:
+            return None
+        from interactions.queue.shared_dedupe import SharedDedupe
+
+        return SharedDedupe(self.redis, self.settings.dedupe_window_s)
+
+    def _share_context(self) -> None:
+        """With Redis: recent context read there first, over the store built above (§12)."""
+        if self.redis is None:
+            return
+        from storage.redis_context import RedisContextStore
+
+        s = self.settings
+        self.context = RedisContextStore(self.redis, self.context, durable=self.postgres is not None,
+                                         history_limit=s.context_history_limit, ttl_s=s.context_ttl_s)
+
+    def _reply_limits(self) -> ReplyLimits:
+        """In Redis when configured, else in PostgreSQL, else in this process: each one falls back
+        to the next while it cannot answer, so N replicas never allow N times the limits (§12)."""
+        s = self.settings
+        limits: ReplyLimits = ReplyRateLimiter(s.user_cooldown_s, s.channel_max_replies_per_min)
+        if self.postgres is not None or self.redis is not None:
+            from interactions.shared_limits import PgReplyLimits, RedisReplyLimits
+
+            if self.postgres is not None:
+                limits = PgReplyLimits(self.postgres.db, limits)
+            if self.redis is not None:
+                limits = RedisReplyLimits(self.redis, limits)
+        return limits
+
+    def _key_limits(self) -> KeyLimits:
+        """The OpenAI API's per-key limit, chosen like the reply limits."""
+        s = self.settings
+        limits: KeyLimits = KeyRateLimiter(s.completions_rate_per_min)
+        if s.completions_rate_per_min > 0 and (self.postgres is not None or self.redis is not None):
+            from completions.shared_limits import PgKeyLimits, RedisKeyLimits
+
+            if self.postgres is not None:
+                limits = PgKeyLimits(self.postgres.db, limits)
+            if self.redis is not None:
+                limits = RedisKeyLimits(self.redis, limits)
+        return limits
+
+    def _build_durable(self, dedupe: SharedDedupe | None) -> None:
         """The PostgreSQL stores (DATABASE_URL); asyncpg is imported only then."""
         from interactions.queue.maintenance import Maintenance
         from interactions.queue.postgres import PgQueue
@@ -133,7 +195,8 @@ class Runtime:
         db = Database(s.database_url.get_secret_value(), min_size=s.db_pool_min, max_size=s.db_pool_max,
                       timeout=s.db_timeout_s)
         queue = self.queue = PgQueue(db, owner=self.instance_id, max_queue=s.max_queue,
-                                     dedupe_window_s=s.dedupe_window_s, lease_s=s.queue_lease_s, poll_s=s.queue_poll_s)
+                                     dedupe_window_s=s.dedupe_window_s, lease_s=s.queue_lease_s, poll_s=s.queue_poll_s,
+                                     shared=dedupe)
         self.context = PgContextStore(db, s.context_history_limit, s.context_ttl_s)
         self.config_source = PgConfigSource(db, s, s.config_cache_ttl_s)
         usage = self.usage = PgUsage(db)
@@ -145,10 +208,12 @@ class Runtime:
         self.tracing.start()
         if self.postgres is not None:
             await self.postgres.start()
+        if self.redis is not None:
+            self.redis.start()  # its first PING runs in the background
         self.workers.start()
         self.health.start()
         log.info("service started", action="startup", config=s.summary(), instance=self.instance_id,
-                 store="postgresql" if self.postgres else "memory")
+                 store="postgresql" if self.postgres else "memory", shared_state="redis" if self.redis else None)
         if not s.router_service_key:
             log.warning("ROUTER_SERVICE_KEY is not set: the interaction and execute endpoints are open",
                         action="startup")
@@ -178,6 +243,8 @@ class Runtime:
         await self.endpoints.aclose()
         await self.router.aclose()
         await self.queue.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
         if self.postgres is not None:
             await self.postgres.close()
         await self.tracing.stop()  # flush the last spans
@@ -189,3 +256,13 @@ class Runtime:
         if not await self.queue.reachable():
             return False, "store unreachable"
         return True, None
+
+    def notes(self) -> list[str]:
+        """What /ready says while still ready: Redis unavailable, state served without it."""
+        if self.redis is None or self.redis.available:
+            return []
+        if self.postgres is not None:
+            return ["redis unavailable: rate limits, dedupe keys and recent context are served from "
+                    "PostgreSQL until it answers again"]
+        return ["redis unavailable: rate limits, dedupe keys and recent context are kept in this process "
+                "until it answers again (limits count per replica meanwhile)"]

@@ -141,6 +141,13 @@ class Settings(BaseSettings):
     queue_poll_s: float = Field(1, gt=0)
     queue_retention_s: float = Field(86400, ge=0)
 
+    # --- shared state of several replicas: Redis (§1, §12) -------------------------------------
+    redis_url: SecretStr | None = None
+    redis_key_prefix: str = Field("aim:", min_length=1, max_length=64)
+    redis_timeout_s: float = Field(0.2, gt=0, le=10)  # bounds every Redis call (docs/design.md)
+    redis_probe_s: float = Field(1, gt=0)
+    redis_pool_max: int = Field(50, ge=1, le=1000)
+
     # --- OpenAI-compatible API (§8) ---------------------------------------------------------
     valid_api_keys: Annotated[list[SecretStr], NoDecode] = []
     completions_rate_per_min: int = Field(60, ge=0)
@@ -207,7 +214,7 @@ class Settings(BaseSettings):
         "fallback_provider", "router_service_key", "router_api_key", "waddleai_api_key",
         "database_url", "config_encryption_key", "ollama_cert_path", "waddleai_preferred_model",
         "otel_exporter_otlp_endpoint", "otel_exporter_otlp_traces_endpoint", "otel_exporter_otlp_headers",
-        "otel_exporter_otlp_traces_headers", mode="before",
+        "otel_exporter_otlp_traces_headers", "redis_url", mode="before",
     )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
@@ -234,6 +241,13 @@ class Settings(BaseSettings):
             text = item.get_secret_value() if isinstance(item, SecretStr) else item
             if not isinstance(text, str) or any(c in text for c in "\r\n\0"):
                 raise ValueError(f"the value of {name!r} must be a string on one line")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
 
     @field_validator("router_api_url", "waddleai_base_url", "otel_exporter_otlp_endpoint",
@@ -288,7 +302,7 @@ class Settings(BaseSettings):
                 out[name] = sorted(value)  # header names only: their values may be keys
             elif name == "reply_blocklist":
                 out[name] = f"{len(value)} entries"  # the forbidden words stay out of the logs
-            elif value is None and name in {"router_service_key", "database_url"}:
+            elif value is None and name in {"router_service_key", "database_url", "redis_url"}:
                 out[name] = "unset"
             elif isinstance(value, str) and "://" in value:
                 out[name] = _URL_USERINFO.sub("***@", value)  # credentials inside a URL

@@ -1,6 +1,10 @@
 """Reply rate limits (§3.2): one reply per user per cooldown, N replies per channel per minute.
 
-`try_acquire` checks and reserves in one step, so concurrent workers cannot both pass.
+`ReplyLimits` is what the reply pipeline asks; three implement it, chosen in runtime.py:
+`ReplyRateLimiter` here (one process), `PgReplyLimits` and `RedisReplyLimits`
+(interactions/shared_limits.py: shared by every replica, so N replicas never allow N times the limits).
+
+`ReplyRateLimiter.try_acquire` checks and reserves in one step, so concurrent workers cannot both pass.
 Memory follows activity, not history: the maps are kept in time order (an entry moves to the end
 when it is touched), and entries that can no longer refuse anything — a user whose cooldown is
 over, a channel without a reply in the last minute — are dropped from the front as time passes.
@@ -13,11 +17,19 @@ with NUL (no text field may contain it, web/models.py), a channel's window is a 
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Callable, Protocol
 
 from observability import metrics
 
 WINDOW_S = 60.0
+
+
+class ReplyLimits(Protocol):
+    async def reserve(self, platform: str, entity_id: str, user_id: str, user_cooldown_s: float,
+                      channel_per_min: int) -> str | None:
+        """Check and reserve a reply slot in one atomic step: None when allowed, else the scope that
+        refused (`user` | `channel`, counted in ai_rate_limited_total). A refusal reserves nothing."""
+        ...
 
 
 class ReplyRateLimiter:
@@ -30,6 +42,10 @@ class ReplyRateLimiter:
         self._longest_cooldown = user_cooldown_s  # per-community cooldowns may be longer
         self._last_user_reply: dict[str, float] = {}  # platform NUL entity NUL user → last reply
         self._channel_replies: dict[str, tuple[float, ...]] = {}  # platform NUL entity → reply times
+
+    async def reserve(self, platform: str, entity_id: str, user_id: str, user_cooldown_s: float,
+                      channel_per_min: int) -> str | None:
+        return self.try_acquire(platform, entity_id, user_id, user_cooldown_s, channel_per_min)
 
     def try_acquire(self, platform: str, entity_id: str, user_id: str,
                     user_cooldown_s: float | None = None, channel_per_min: int | None = None) -> str | None:

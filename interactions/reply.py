@@ -34,7 +34,7 @@ from interactions.fallbacks import fallback_reply
 from interactions.moderation import blocklist_for
 from interactions.model import Interaction, InteractionRequest
 from interactions.prompt import build_messages, user_turn
-from interactions.rate_limits import ReplyRateLimiter
+from interactions.rate_limits import ReplyLimits
 from interactions.stragglers import Stragglers
 from interactions.triggers import TriggerMatch, matcher_for
 from llm.service import LLMService
@@ -92,7 +92,7 @@ def conversation_key(req: InteractionRequest) -> ConversationKey:
 
 class ReplyPipeline:
     def __init__(self, settings: Settings, config_source: ConfigSource, context: ContextStore,
-                 limiter: ReplyRateLimiter, llm: LLMService, router: RouterClient, usage: UsageStore) -> None:
+                 limiter: ReplyLimits, llm: LLMService, router: RouterClient, usage: UsageStore) -> None:
         self.settings = settings
         self.config_source = config_source
         self.context = context
@@ -120,7 +120,7 @@ class ReplyPipeline:
             tracing.set_attributes({"interaction.trigger": trigger or "none"}, decision)
             if trigger is None:
                 return "ignored", "none"
-            if self._rate_limited(req, cfg):
+            if await self._rate_limited(req, cfg):
                 return "rate_limited", trigger
         reply = await self._generate(interaction, cfg, trigger, language=found.language)
         if reply is None:
@@ -143,7 +143,7 @@ class ReplyPipeline:
         req = interaction.request
         try:
             cfg = await self.config_source.effective(req.community_id)
-            scope = self._rate_limited(req, cfg)
+            scope = await self._rate_limited(req, cfg)
             if scope:
                 return Answer("rate_limited", limited_by=scope)
             language = matcher_for(cfg.triggers).match(req.message_content, "", "").language
@@ -168,10 +168,11 @@ class ReplyPipeline:
         return TriggerCheck(found, model, cfg.triggers.languages)
 
     # --- the shared steps --------------------------------------------------------------------------
-    def _rate_limited(self, req: InteractionRequest, cfg: EffectiveConfig) -> str | None:
-        """Reserve a reply slot; the scope that refused (user | channel), else None."""
-        return self.limiter.try_acquire(req.platform, req.entity_id, req.user_id,
-                                        cfg.user_cooldown_s, cfg.channel_max_replies_per_min)
+    async def _rate_limited(self, req: InteractionRequest, cfg: EffectiveConfig) -> str | None:
+        """Reserve a reply slot (shared by every replica with Redis or PostgreSQL, runtime.py); the
+        scope that refused (user | channel), else None."""
+        return await self.limiter.reserve(req.platform, req.entity_id, req.user_id,
+                                          cfg.user_cooldown_s, cfg.channel_max_replies_per_min)
 
     async def _generate(self, interaction: Interaction, cfg: EffectiveConfig, trigger: str,
                         deadline: float | None = None, language: str | None = None) -> Reply | None:

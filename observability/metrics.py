@@ -267,3 +267,42 @@ queue_takeovers_total = Counter(
     "ai_queue_takeovers_total", "Interactions claimed again after their worker's lease ran out",
     registry=REGISTRY,
 )
+
+
+# --- Redis: the state several replicas share (§12; storage/redis_link.py) ------------------------
+REDIS_USES = ("rate_limit", "api_key", "dedupe", "context")
+redis_fallbacks_total = Counter(
+    "ai_redis_fallbacks_total",
+    "Operations served without Redis (PostgreSQL or this process's state) because it was unavailable",
+    ["use"], registry=REGISTRY,
+)
+for _use in REDIS_USES:
+    redis_fallbacks_total.labels(use=_use)
+_redis: Callable[[], Any] = lambda: None  # a weak reference to the live Redis link, once tracked
+
+
+class _RedisAvailableCollector:
+    """`ai_redis_available` (1 usable, 0 unavailable: in-process state) from the live link at scrape
+    time; without a sample when REDIS_URL is unset, so "not configured" never reads as "down"."""
+
+    name = "ai_redis_available"
+    documentation = "1 when Redis (REDIS_URL) is in use, 0 while it is unavailable and state is per process"
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self.name, self.documentation)
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(self.name, self.documentation)
+        link = _redis()
+        if link is not None:
+            family.add_metric([], 1 if link.available else 0)
+        yield family
+
+
+REGISTRY.register(_RedisAvailableCollector())
+
+
+def track_redis(link: Any) -> None:
+    """Export this link's availability (the newest link wins; held weakly)."""
+    global _redis
+    _redis = weakref.ref(link)

@@ -43,6 +43,8 @@ class ReadyResponse(BaseModel):
     draining: bool
     providers: dict[str, dict[str, Any]]
     community_endpoints: dict[str, dict[str, Any]] = {}  # name → breaker, inflight (llm/endpoints.py)
+    notes: list[str] = []  # still ready, but degraded: e.g. Redis unavailable (state per process)
+    redis: dict[str, Any] | None = None  # REDIS_URL set: available, down_for_s, error
 
 
 class StatusData(BaseModel):

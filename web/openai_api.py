@@ -109,7 +109,7 @@ async def _overhead(response: Response) -> Response:
 @document_response(UnavailableResponse, 503)
 async def chat_completions() -> Response:
     rt = runtime()
-    decision = rt.completion_limiter.check(g.openai_key)
+    decision = await rt.completion_limiter.take(g.openai_key)
     if not decision.allowed:
         raise OpenAIError(
             429, f"Rate limit reached for this API key: {decision.limit} requests per minute "

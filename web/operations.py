@@ -34,9 +34,11 @@ async def health() -> Response:
 @document_response(ReadyResponse, 200)
 @document_response(ReadyResponse, 503)
 async def ready() -> tuple[Response, int]:
-    ok, reason = await runtime().ready()
-    body = {"ready": ok, "reason": reason, "draining": runtime().draining, "providers": _providers(),
-            "community_endpoints": runtime().endpoints.snapshot()}
+    rt = runtime()
+    ok, reason = await rt.ready()
+    body = {"ready": ok, "reason": reason, "draining": rt.draining, "providers": _providers(),
+            "community_endpoints": rt.endpoints.snapshot(), "notes": rt.notes(),
+            "redis": rt.redis.snapshot() if rt.redis is not None else None}
     return jsonify(body), 200 if ok else 503
 
 

@@ -1,8 +1,8 @@
 """Periodic clean-up of the shared tables, run by every instance (the statements are idempotent).
 
 Every `interval_s` (60 s): finished interactions older than QUEUE_RETENTION_S and expired dedupe
-keys, context exchanges older than CONTEXT_TTL_S (deleted in batches), and usage increments that
-could not be written earlier.
+keys, context exchanges older than CONTEXT_TTL_S (deleted in batches), reply-limit rows that can no
+longer refuse anything, and usage increments that could not be written earlier.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 from observability.logs import get_logger
 from interactions.queue import queue_sql
 from storage.db import DB_ERRORS, Database, describe
+from storage import pg_limits
 from storage.pg_context import delete_expired
 
 log = get_logger(__name__)
@@ -48,16 +49,18 @@ class Maintenance:
 
         Deletes in batches of BATCH rows and keeps going (up to MAX_BATCHES) while batches come
         back full, so a busy deployment does not outgrow its clean-up."""
-        removed = {"finished": 0, "dedupe_keys": 0, "context": 0}
+        removed = {"finished": 0, "dedupe_keys": 0, "context": 0, "rate_limits": 0}
         try:
             async with self.db.acquire() as conn:
                 for _ in range(MAX_BATCHES):
                     finished, keys = await queue_sql.prune(conn, self.retention_s, BATCH)
                     context = await delete_expired(conn, self.context_ttl_s, BATCH)
+                    limits = await pg_limits.delete_expired(conn, BATCH)
                     removed["finished"] += finished
                     removed["dedupe_keys"] += keys
                     removed["context"] += context
-                    if max(finished, keys, context) < BATCH:
+                    removed["rate_limits"] += limits
+                    if max(finished, keys, context, limits) < BATCH:
                         break
         except DB_ERRORS as exc:
             self.db.mark_down(exc, "maintenance")

@@ -1,16 +1,20 @@
 """The in-memory interaction queue (an `InteractionQueue`, interactions/queue/base.py): bounded,
-deduplicating, one process."""
+deduplicating, one process. With REDIS_URL its dedupe keys are shared with every replica
+(interactions/queue/shared_dedupe.py); this process's own window stays the fallback."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections import deque
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from interactions.model import Interaction, dedupe_key
 from interactions.queue.base import Enqueued, QueueFull
 from interactions.queue.dedupe import DedupeWindow
+
+if TYPE_CHECKING:  # redis is imported only with REDIS_URL
+    from interactions.queue.shared_dedupe import SharedDedupe
 
 
 class MemoryQueue:
@@ -27,7 +31,7 @@ class MemoryQueue:
     durable = False
 
     def __init__(self, maxsize: int, dedupe_window_s: float, dedupe_max_keys: int = 200_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, shared: SharedDedupe | None = None) -> None:
         self._maxsize = maxsize
         self._items: deque[Interaction] = deque()
         self._idle: list[asyncio.Future[None]] = []  # waiting workers, the most recent last
@@ -36,14 +40,21 @@ class MemoryQueue:
         self._seen: DedupeWindow | None = (
             DedupeWindow(dedupe_window_s, dedupe_max_keys, clock) if dedupe_window_s > 0 else None
         )
+        self._shared = shared if self._seen is not None else None  # Redis: claimed there first
 
     async def enqueue(self, interaction: Interaction) -> Enqueued:
         key = dedupe_key(interaction.request)
         if self._seen is not None:
             first_id = self._seen.get(key)
+            if first_id is None and self._shared is not None:
+                first_id = await self._shared.claim(key, interaction.id)  # None: ours, or Redis unavailable
+                if first_id is not None:
+                    self._seen.add(key, first_id)
             if first_id is not None:
                 return Enqueued(first_id, duplicate=True)
         if len(self._items) >= self._maxsize:
+            if self._shared is not None:
+                await self._shared.release(key, interaction.id)
             raise QueueFull
         self._items.append(interaction)
         self._pass_wake_on()

@@ -32,6 +32,7 @@ def test_documented_defaults():
     assert (s.breaker_failure_threshold, s.breaker_reset_s, s.router_retry_max_s, s.shutdown_grace_s) == (5, 30, 30, 25)
     assert s.router_api_url == "http://router-service:8000/api/v1/router"
     assert s.platforms == ["twitch", "discord", "slack", "kick", "youtube"]
+    assert (s.redis_url, s.redis_key_prefix, s.redis_timeout_s, s.redis_probe_s, s.redis_pool_max) == (None, "aim:", 0.2, 1, 50)
 
 
 def test_comma_separated_lists_from_the_environment(monkeypatch):
@@ -49,7 +50,8 @@ def test_comma_separated_lists_from_the_environment(monkeypatch):
     ("AI_TEMPERATURE", "3"), ("ROUTER_API_URL", "ftp://router"), ("RESPOND_WITH_FALLBACK", "perhaps"),
     ("ROUTER_PROTOCOL", "slack"), ("EXECUTE_TIMEOUT_S", "0"),
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"), ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "grpc://c:4317"),
-    ("OTEL_SDK_DISABLED", "sometimes"),
+    ("OTEL_SDK_DISABLED", "sometimes"), ("REDIS_URL", "http://redis:6379"),
+    ("REDIS_TIMEOUT_S", "0"), ("REDIS_POOL_MAX", "0"), ("REDIS_KEY_PREFIX", ""),
 ])
 def test_bad_value_names_the_variable(monkeypatch, var, value):
     monkeypatch.setenv(var, value)
@@ -74,10 +76,13 @@ def test_fallback_must_differ_from_primary(monkeypatch):
 def test_summary_never_contains_secrets():
     s = IsolatedSettings(waddleai_api_key="sk-very-secret", router_api_key="router-secret",
                  valid_api_keys="open-ai-key-1", database_url="postgresql://u:pw-secret@h/db",
+                 redis_url="redis://:redis-secret@redis:6379/0",
                  router_api_url="https://bot:url-secret@router.internal/api/v1/router")
     text = repr(s.summary())
     assert "https://***@router.internal/api/v1/router" in text
-    for secret in ("sk-very-secret", "router-secret", "open-ai-key-1", "pw-secret", "url-secret"):
+    assert s.summary()["redis_url"] == "set" and IsolatedSettings().summary()["redis_url"] == "unset"
+    assert "redis://:redis-secret@redis:6379/0" in s.secret_values()
+    for secret in ("sk-very-secret", "router-secret", "open-ai-key-1", "pw-secret", "url-secret", "redis-secret"):
         assert secret not in text
 
 
