@@ -1,6 +1,9 @@
 """A fixed set of owned worker tasks draining the interaction queue.
 
-Each accepted interaction ends in exactly one outcome, counted and logged here. `drain()` lets
+Each accepted interaction ends in exactly one outcome, counted and logged here, or, when it has a
+reply to post, by the reply outbox (interactions/outbox/) once that is done with it: a worker
+hands the reply over and goes on with the next interaction, so a router outage never holds a
+worker. `drain()` lets
 queued and in-flight interactions finish for up to the grace period; `stop()` cancels what is
 left. Interactions that a memory queue still holds at that point end as `failed` (logged); a
 durable queue keeps them for another instance.
@@ -12,6 +15,7 @@ import asyncio
 import time
 
 from interactions.model import Interaction
+from interactions.outbox.outbox import Outbox
 from interactions.outcomes import record_outcome
 from observability.logs import get_logger, request_id_var
 from interactions.queue.base import InteractionQueue
@@ -21,9 +25,10 @@ log = get_logger(__name__)
 
 
 class WorkerPool:
-    def __init__(self, queue: InteractionQueue, pipeline: ReplyPipeline, count: int) -> None:
+    def __init__(self, queue: InteractionQueue, pipeline: ReplyPipeline, outbox: Outbox, count: int) -> None:
         self.queue = queue
         self.pipeline = pipeline
+        self.outbox = outbox
         self.count = count
         self._tasks: list[asyncio.Task[None]] = []
         self._inflight: dict[str, Interaction] = {}
@@ -49,12 +54,17 @@ class WorkerPool:
         started = time.perf_counter()
         outcome, trigger = "failed", "none"
         try:
-            outcome, trigger = await self.pipeline.process(interaction)
+            outcome, trigger, reply = await self.pipeline.process(interaction)
+            if reply is not None:
+                reply.started = started
+                await self.outbox.put(reply)  # its outcome is recorded when the outbox is done with it
+                return
         except asyncio.CancelledError:
             if not self.queue.durable:
                 record_outcome(interaction, "failed", trigger, started)
             raise
         except Exception as exc:  # a bug must not kill the worker or lose the outcome
+            outcome = "failed"
             log.error("interaction crashed", action="process_interaction", interaction_id=interaction.id,
                       error_type=type(exc).__name__, exc_info=exc)
         finally:
