@@ -228,7 +228,12 @@ class Outbox:
         while True:
             room = self.capacity - len(self._entries)
             if self._taking and room > 0:
-                for reply in await self.store.take_over(room):
+                try:
+                    taken = await self.store.take_over(room)
+                except Exception as exc:  # a bug must not stop the takeovers for good
+                    log.error("taking over replies failed", action="outbox_takeover", result="error", exc_info=exc)
+                    taken = []
+                for reply in taken:
                     if reply.id in self._entries:
                         continue
                     reply.since, reply.started = time.monotonic(), time.perf_counter()
