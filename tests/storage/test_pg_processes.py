@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -100,8 +101,10 @@ def test_a_killed_instances_undelivered_replies_are_delivered_once_by_another(
     owners = pg.query("SELECT DISTINCT lease_owner FROM ai_interaction_queue WHERE status = 'sending'")
     assert len(owners) == 1 and owners[0][0]  # still the dead instance's, until the lease runs out
     fake_router.fail_status = None
+    started = time.monotonic()
     (heir,) = instances(1, **env)
     replies = fake_router.wait_for_replies(8, timeout=30)
+    took = max(r["time"] for r in replies) - started
     wait_until(lambda: pg.value("SELECT count(*) FROM ai_interaction_queue WHERE status = 'done'") == 8,
                message="every row done")
     delivered = Counter(r["headers"]["idempotency-key"] for r in replies)
@@ -111,3 +114,5 @@ def test_a_killed_instances_undelivered_replies_are_delivered_once_by_another(
     assert pg.value("SELECT count(*) FROM ai_interaction_queue WHERE reply IS NOT NULL") == 0
     assert heir.output().count("undelivered reply taken over") == 8
     assert heir.sigterm() == 0
+    print(f"kill -9 with 8 replies in the outbox: another instance delivered all 8, each once, {took:.1f} s "
+          "after it was started (start-up and QUEUE_LEASE_S=1 included)")
