@@ -31,6 +31,7 @@ def test_documented_defaults():
     assert (s.request_timeout, s.max_concurrent_requests, s.interaction_max_age_s) == (30, 10, 120)
     assert (s.breaker_failure_threshold, s.breaker_reset_s, s.router_retry_max_s, s.shutdown_grace_s) == (5, 30, 30, 25)
     assert s.router_api_url == "http://router-service:8000/api/v1/router"
+    assert (s.outbox_senders, s.outbox_max) == (4, 1000)
     assert s.platforms == ["twitch", "discord", "slack", "kick", "youtube"]
 
 
@@ -47,7 +48,7 @@ def test_comma_separated_lists_from_the_environment(monkeypatch):
 @pytest.mark.parametrize("var,value", [
     ("OLLAMA_PORT", "eleven"), ("AI_PROVIDER", "skynet"), ("MAX_QUEUE", "0"),
     ("AI_TEMPERATURE", "3"), ("ROUTER_API_URL", "ftp://router"), ("RESPOND_WITH_FALLBACK", "perhaps"),
-    ("ROUTER_PROTOCOL", "slack"), ("EXECUTE_TIMEOUT_S", "0"),
+    ("ROUTER_PROTOCOL", "slack"), ("EXECUTE_TIMEOUT_S", "0"), ("OUTBOX_SENDERS", "0"), ("OUTBOX_MAX", "none"),
 ])
 def test_bad_value_names_the_variable(monkeypatch, var, value):
     monkeypatch.setenv(var, value)
