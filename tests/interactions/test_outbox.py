@@ -11,15 +11,17 @@ tests/storage/test_pg_outbox.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
+from typing import Iterator
 
 import pytest
-from structlog.testing import capture_logs
 
 from interactions.model import Interaction, InteractionRequest
+from interactions.outbox import outbox as outbox_module
 from interactions.outbox.outbox import Outbox
 from interactions.outbox.pending import PendingReply
 from interactions.outbox.store import MemoryReplies
@@ -31,9 +33,19 @@ from router.client import RouterClient
 from storage.context import MemoryContextStore
 from tests.fakes.fake_router import FakeRouter
 from tests.server_thread import free_port
+from tests.web.admin_support import recorded_logs
 from tests.waiting import async_wait_until
 
 GIVE_UP_EVENT = "reply not delivered to the router"
+
+
+@contextlib.contextmanager
+def capture_logs() -> Iterator[list[dict]]:
+    """The outbox's log lines within the block, as dicts with `event` and `log_level`."""
+    lines: list[dict] = []
+    with recorded_logs(outbox_module) as recorder:
+        yield lines
+    lines.extend({"event": args[0], "log_level": level, **fields} for level, args, fields in recorder.calls)
 
 
 def sample(name: str, **labels: str) -> float:
