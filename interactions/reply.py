@@ -37,6 +37,7 @@ from interactions.cleaning import clean_reply
 from interactions.fallbacks import fallback_reply
 from interactions.moderation import blocklist_for
 from interactions.model import Interaction, InteractionRequest
+from interactions.outbox.pending import PendingReply
 from interactions.prompt import build_messages, user_turn
 from interactions.rate_limits import ReplyRateLimiter
 from interactions.stragglers import Stragglers
@@ -45,7 +46,6 @@ from llm.service import LLMService
 from llm.types import ChatRequest, ChatResult, ProviderError
 from observability import metrics
 from observability.logs import get_logger
-from interactions.outbox.pending import PendingReply
 from router.bodies import OutgoingReply, body_builder
 from storage.community_config import ConfigSource
 from storage.context import ContextStore, ConversationKey
