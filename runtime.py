@@ -4,9 +4,10 @@
 providers, the router; communities' own endpoints get theirs from a bounded pool, llm/endpoints.py),
 the breakers, the stores (in memory, or PostgreSQL with DATABASE_URL; with REDIS_URL the state
 every replica shares at chat speed, §12: rate limits, dedupe keys, recent context), the rate
-limiters, the reply pipeline and its workers. `start()` starts the background work
-(database pool, workers, health probes); `drain()` stops taking work and lets what is accepted
-finish (SHUTDOWN_GRACE_S); `stop()` drains, then closes everything. The app runs `start()` in its
+limiters, the reply pipeline, its workers and the reply outbox. `start()` starts the background
+work (database pool, workers, outbox senders, health probes); `drain()` stops taking work and lets
+what is accepted finish, replies delivered included (SHUTDOWN_GRACE_S); `stop()` drains, then
+closes everything. The app runs `start()` in its
 lifespan start-up and `stop()` in its lifespan shutdown (web/app.py).
 """
 
@@ -24,6 +25,8 @@ from completions.catalog import ModelCatalog
 from completions.limits import KeyLimits, KeyRateLimiter
 from config.settings import Settings
 from interactions.commands import CommandAnswerer
+from interactions.outbox.outbox import Outbox
+from interactions.outbox.store import MemoryReplies, ReplyStore
 from interactions.queue.base import InteractionQueue
 from interactions.queue.memory import MemoryQueue
 from interactions.rate_limits import ReplyLimits, ReplyRateLimiter
@@ -85,6 +88,7 @@ class Runtime:
     context: ContextStore
     config_source: ConfigSource
     usage: UsageStore
+    replies: ReplyStore
 
     def __init__(self, settings: Settings, tracer_provider: Any = None) -> None:
         """`tracer_provider`: an OpenTelemetry SDK TracerProvider to trace with (tests hand in one with
@@ -115,14 +119,19 @@ class Runtime:
             self.context = MemoryContextStore(s.context_history_limit, s.context_ttl_s, s.context_max_conversations)
             self.config_source = MemoryConfigSource(s)
             self.usage = MemoryUsage()
+            self.replies = MemoryReplies()
         else:
             self._build_durable(dedupe)
         metrics.track_queue(self.queue)  # ai_interaction_queue_depth reads queue.depth() when scraped
         self._share_context()
         limiter = self._reply_limits()
         self.completion_limiter = self._key_limits()
-        self.pipeline = ReplyPipeline(s, self.config_source, self.context, limiter, self.llm, self.router, self.usage)
-        self.workers = WorkerPool(self.queue, self.pipeline, s.worker_count)
+        self.pipeline = ReplyPipeline(s, self.config_source, self.context, limiter, self.llm, self.usage)
+        self.outbox = Outbox(self.router, self.replies, self.queue, senders=s.outbox_senders, capacity=s.outbox_max,
+                             max_age_s=s.interaction_max_age_s, poll_s=s.queue_poll_s,
+                             remember=self.pipeline.remember)
+        metrics.track_outbox(self.outbox)  # ai_outbox_depth, ai_outbox_oldest_seconds read when scraped
+        self.workers = WorkerPool(self.queue, self.pipeline, self.outbox, s.worker_count)
         self.commands = CommandAnswerer(s, self.pipeline)  # POST /api/v1/execute (§11)
         self._stopped = False
 
@@ -184,6 +193,7 @@ class Runtime:
 
     def _build_durable(self, dedupe: SharedDedupe | None) -> None:
         """The PostgreSQL stores (DATABASE_URL); asyncpg is imported only then."""
+        from interactions.outbox.postgres import PgReplies
         from interactions.queue.maintenance import Maintenance
         from interactions.queue.postgres import PgQueue
         from storage.pg_config import PgConfigSource
@@ -200,6 +210,7 @@ class Runtime:
         self.context = PgContextStore(db, s.context_history_limit, s.context_ttl_s)
         self.config_source = PgConfigSource(db, s, s.config_cache_ttl_s)
         usage = self.usage = PgUsage(db)
+        self.replies = PgReplies(db, owner=self.instance_id, leases=queue.leases, lease_s=s.queue_lease_s)
         self.postgres = Postgres(db, queue, Maintenance(db, usage, s.queue_retention_s, s.context_ttl_s))
 
     async def start(self) -> None:
@@ -211,6 +222,7 @@ class Runtime:
         if self.redis is not None:
             self.redis.start()  # its first PING runs in the background
         self.workers.start()
+        self.outbox.start()
         self.health.start()
         log.info("service started", action="startup", config=s.summary(), instance=self.instance_id,
                  store="postgresql" if self.postgres else "memory", shared_state="redis" if self.redis else None)
@@ -219,14 +231,18 @@ class Runtime:
                         action="startup")
 
     async def drain(self) -> bool:
-        """Stop accepting and let queued and in-flight interactions finish (SHUTDOWN_GRACE_S)."""
+        """Stop accepting and let queued and in-flight interactions finish and their replies be
+        delivered, within one SHUTDOWN_GRACE_S."""
         if self.draining:
             return True
         self.draining = True
-        log.info("draining", action="shutdown_drain", pending=self.queue.depth() + self.workers.inflight)
+        log.info("draining", action="shutdown_drain", pending=self.queue.depth() + self.workers.inflight,
+                 outbox=self.outbox.depth())
+        deadline = time.monotonic() + self.settings.shutdown_grace_s
         drained = await self.workers.drain(self.settings.shutdown_grace_s, self.drain_cut_short)
+        drained = await self.outbox.drain(max(0.0, deadline - time.monotonic()), self.drain_cut_short) and drained
         log.info("drain finished", action="shutdown_drain", result="complete" if drained else "timeout",
-                 pending=self.queue.depth() + self.workers.inflight)
+                 pending=self.queue.depth() + self.workers.inflight, outbox=self.outbox.depth())
         return drained
 
     async def stop(self) -> None:
@@ -235,6 +251,7 @@ class Runtime:
         self._stopped = True
         await self.drain()
         await self.workers.stop()
+        await self.outbox.stop()  # undelivered: failed (memory) or left for another instance (PostgreSQL)
         await self.pipeline.aclose()  # provider calls that outlived a command's deadline
         await self.health.stop()
         await self.catalog.aclose()

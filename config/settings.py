@@ -125,6 +125,8 @@ class Settings(BaseSettings):
     router_retry_max_s: float = Field(30, ge=0)
     router_timeout_s: float = Field(10, gt=0)
     router_protocol: Literal["contract", "waddlebot"] = "contract"
+    outbox_senders: int = Field(4, ge=1, le=256)  # tasks posting replies, apart from the workers
+    outbox_max: int = Field(1000, ge=1)  # undelivered replies one instance holds; beyond: overflow
 
     # --- WaddleBot module SDK: POST /api/v1/execute (§11) -------------------------------------
     commands: CsvList = ["ai", "ask"]

@@ -1,7 +1,8 @@
 """Whether and how to answer (§3, §11): one decision, two entry points.
 
-    process(interaction)  a queued interaction (POST /api/v1/ai/interaction): the reply is posted to
-                          the router (in the shape ROUTER_PROTOCOL names, router/bodies.py)
+    process(interaction)  a queued interaction (POST /api/v1/ai/interaction): the reply goes to the
+                          outbox (interactions/outbox/), which posts it to the router in the shape
+                          ROUTER_PROTOCOL names (router/bodies.py)
     answer(interaction)   a chat command (POST /api/v1/execute, interactions/commands.py): the reply
                           is returned inline, within the command's deadline
 
@@ -15,11 +16,14 @@ Both run the same steps, in order:
                   deadline); on failure the canned fallback, or nothing when
                   RESPOND_WITH_FALLBACK=false → failed
     clean         trim, drop a leaked prompt, neutralise mass pings, cut at the platform's limit
-    deliver       post to the router (retried there) / return it → replied | fallback, else failed
-    remember      only then, and only an LLM reply: the exchange goes into the context
+    deliver       hand it to the outbox (a queued interaction) / return it (a command)
+    remember      only once delivered, and only an LLM reply: the exchange goes into the context
+                  (for a queued interaction the outbox calls `remember` after the router's 2xx)
 
-`process` returns exactly one outcome with the trigger that fired and never raises for upstream
-failures; the worker (interactions/workers.py) counts and logs the outcome.
+`process` returns the outcome, the trigger that fired and, when there is a reply to post, the
+`PendingReply` for the outbox; it never raises for upstream failures. The worker
+(interactions/workers.py) counts and logs an outcome without a reply; the outbox the others, once
+it is done with the reply (delivered: this outcome; else `failed` or `expired`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from interactions.cleaning import clean_reply
 from interactions.fallbacks import fallback_reply
 from interactions.moderation import blocklist_for
 from interactions.model import Interaction, InteractionRequest
+from interactions.outbox.pending import PendingReply
 from interactions.prompt import build_messages, user_turn
 from interactions.rate_limits import ReplyLimits
 from interactions.stragglers import Stragglers
@@ -42,7 +47,6 @@ from llm.types import ChatRequest, ChatResult, ProviderError
 from observability import metrics, tracing
 from observability.logs import get_logger
 from router.bodies import OutgoingReply, body_builder
-from router.client import RouterClient
 from storage.community_config import ConfigSource
 from storage.context import ContextStore, ConversationKey
 from storage.usage import UsageStore
@@ -92,13 +96,12 @@ def conversation_key(req: InteractionRequest) -> ConversationKey:
 
 class ReplyPipeline:
     def __init__(self, settings: Settings, config_source: ConfigSource, context: ContextStore,
-                 limiter: ReplyLimits, llm: LLMService, router: RouterClient, usage: UsageStore) -> None:
+                 limiter: ReplyLimits, llm: LLMService, usage: UsageStore) -> None:
         self.settings = settings
         self.config_source = config_source
         self.context = context
         self.limiter = limiter
         self.llm = llm
-        self.router = router
         self.usage = usage
         self.stragglers = Stragglers(settings.max_concurrent_requests)
         self.reply_body = body_builder(settings.router_protocol)
@@ -108,33 +111,33 @@ class ReplyPipeline:
         await self.stragglers.aclose()
 
     # --- entry point 1: a queued interaction, replied to through the router --------------------
-    async def process(self, interaction: Interaction) -> tuple[str, str]:
-        """Returns (outcome, trigger); trigger is "none" when nothing fired."""
+    async def process(self, interaction: Interaction) -> tuple[str, str, PendingReply | None]:
+        """Returns (outcome, trigger, reply for the outbox); trigger is "none" when nothing fired.
+        With a reply, the outcome is the one it ends with once the router accepted it."""
         req = interaction.request
         with tracing.span("interaction.decide") as decision:  # the trace's step (interactions/spans.py)
             if interaction.age_s > self.settings.interaction_max_age_s:
-                return "expired", "none"
+                return "expired", "none", None
             cfg = await self.config_source.effective(req.community_id)
             found = matcher_for(cfg.triggers).match(req.message_content, req.message_type, req.username)
             trigger = found.trigger
             tracing.set_attributes({"interaction.trigger": trigger or "none"}, decision)
             if trigger is None:
-                return "ignored", "none"
+                return "ignored", "none", None
             if await self._rate_limited(req, cfg):
-                return "rate_limited", trigger
+                return "rate_limited", trigger, None
         reply = await self._generate(interaction, cfg, trigger, language=found.language)
         if reply is None:
-            return "failed", trigger
+            return "failed", trigger, None
         if not reply.text:  # moderated, and no canned reply may go instead
-            return reply.outcome, trigger
-        delivered = await self.router.post_reply(
-            self.reply_body(self._outgoing(interaction, trigger, reply)),
-            interaction_id=interaction.id, request_id=interaction.request_id,
-        )
-        if not delivered:
-            return "failed", trigger  # never delivered: not history either
-        await self._remember(req, reply)
-        return reply.outcome, trigger
+            return reply.outcome, trigger, None
+        body = self.reply_body(self._outgoing(interaction, trigger, reply))
+        return reply.outcome, trigger, PendingReply(interaction, trigger, reply.outcome, body, reply.exchange)
+
+    async def remember(self, interaction: Interaction, exchange: tuple[str, str]) -> None:
+        """Once the router accepted an LLM reply: the viewer's turn and the reply join the context
+        (§3 step 10; the outbox calls it after the 2xx)."""
+        await self.context.append(conversation_key(interaction.request), *exchange)
 
     # --- entry point 2: a chat command, answered inline -------------------------------------------
     async def answer(self, interaction: Interaction, deadline: float, trigger: str = COMMAND_TRIGGER) -> Answer:

@@ -1,6 +1,9 @@
 """A fixed set of owned worker tasks draining the interaction queue.
 
-Each accepted interaction ends in exactly one outcome, counted and logged here. `drain()` lets
+Each accepted interaction ends in exactly one outcome, counted and logged here, or, when it has a
+reply to post, by the reply outbox (interactions/outbox/) once that is done with it: a worker
+hands the reply over and goes on with the next interaction, so a router outage never holds a
+worker. `drain()` lets
 queued and in-flight interactions finish for up to the grace period; `stop()` cancels what is
 left. Interactions that a memory queue still holds at that point end as `failed` (logged); a
 durable queue keeps them for another instance.
@@ -13,6 +16,7 @@ import time
 
 from interactions import spans
 from interactions.model import Interaction
+from interactions.outbox.outbox import Outbox
 from interactions.outcomes import record_outcome
 from observability import tracing
 from observability.logs import get_logger, request_id_var
@@ -23,9 +27,10 @@ log = get_logger(__name__)
 
 
 class WorkerPool:
-    def __init__(self, queue: InteractionQueue, pipeline: ReplyPipeline, count: int) -> None:
+    def __init__(self, queue: InteractionQueue, pipeline: ReplyPipeline, outbox: Outbox, count: int) -> None:
         self.queue = queue
         self.pipeline = pipeline
+        self.outbox = outbox
         self.count = count
         self._tasks: list[asyncio.Task[None]] = []
         self._inflight: dict[str, Interaction] = {}
@@ -50,20 +55,28 @@ class WorkerPool:
         token = request_id_var.set(interaction.request_id)
         started = time.perf_counter()
         outcome, trigger = "failed", "none"
+        reply = None
         with spans.processing(interaction) as span:
             try:
-                outcome, trigger = await self.pipeline.process(interaction)
+                outcome, trigger, reply = await self.pipeline.process(interaction)
+                if reply is not None:
+                    reply.started = started
+                    reply.trace = tracing.carrier()  # the post continues this trace (interactions/outbox)
+                    await self.outbox.put(reply)  # its outcome is recorded when the outbox is done with it
             except asyncio.CancelledError:
                 if not self.queue.durable:
                     record_outcome(interaction, "failed", trigger, started)
                 raise
             except Exception as exc:  # a bug must not kill the worker or lose the outcome
+                outcome, reply = "failed", None
                 log.error("interaction crashed", action="process_interaction", interaction_id=interaction.id,
                           error_type=type(exc).__name__, exc_info=exc)
                 tracing.error(span, type(exc).__name__)
             finally:
                 request_id_var.reset(token)
             tracing.set_attributes({"interaction.outcome": outcome, "interaction.trigger": trigger}, span)
+        if reply is not None:
+            return
         await self.queue.finish(interaction, outcome)
         record_outcome(interaction, outcome, trigger, started)
 

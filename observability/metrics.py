@@ -250,6 +250,54 @@ def track_queue(queue: Any) -> None:
     _queue = weakref.ref(queue)
 
 
+# --- the reply outbox (§6): depth and age read when scraped -------------------------------------
+outbox_replies_total = Counter(
+    "ai_outbox_replies_total",
+    "Replies that left the outbox: delivered, failed (refused, retry budget spent, overflow in memory "
+    "mode, shutdown), expired (INTERACTION_MAX_AGE_S before a post)",
+    ["result"], registry=REGISTRY,
+)
+outbox_overflow_total = Counter(
+    "ai_outbox_overflow_total",
+    "Replies that found the outbox full (OUTBOX_MAX): failed in memory mode, left in the store with PostgreSQL",
+    registry=REGISTRY,
+)
+outbox_takeovers_total = Counter(
+    "ai_outbox_takeovers_total",
+    "Undelivered replies this instance took from the store (a dead instance's, or parked by a full outbox)",
+    registry=REGISTRY,
+)
+for _result in ("delivered", "failed", "expired"):
+    outbox_replies_total.labels(result=_result)
+_outbox: Callable[[], Any] = lambda: None  # a weak reference to the live outbox, once tracked
+
+
+class _OutboxCollector:
+    """`ai_outbox_depth` and `ai_outbox_oldest_seconds` from the live outbox at scrape time."""
+
+    depth = ("ai_outbox_depth", "Undelivered replies this instance's outbox holds")
+    oldest = ("ai_outbox_oldest_seconds",
+              "Seconds the oldest undelivered reply has been in this instance's outbox (0: empty)")
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(*self.depth)
+        yield GaugeMetricFamily(*self.oldest)
+
+    def collect(self) -> Iterator[Metric]:
+        outbox = _outbox()
+        yield GaugeMetricFamily(*self.depth, value=outbox.depth() if outbox is not None else 0)
+        yield GaugeMetricFamily(*self.oldest, value=outbox.oldest_s() if outbox is not None else 0)
+
+
+REGISTRY.register(_OutboxCollector())
+
+
+def track_outbox(outbox: Any) -> None:
+    """Export this outbox's depth and age (the newest outbox wins; held weakly)."""
+    global _outbox
+    _outbox = weakref.ref(outbox)
+
+
 def render() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 

@@ -1,40 +1,44 @@
-"""Posts replies to the router (§6) through one long-lived, pooled HTTP client.
+"""Posts replies to the router (§6) through one long-lived, pooled HTTP client: one attempt at a time.
 
-Connection errors, timeouts, 429 and 5xx are retried with exponential backoff and jitter (stamina),
-honouring `Retry-After`, for at most `retry_max_s` from the first attempt: every wait is capped to
-what remains of that budget, so the last attempt starts no later than `retry_max_s` and the whole
-post ends within about `retry_max_s + timeout_s`. Other answers (4xx) are final. A reply that
-cannot be delivered is counted (`failed`) and logged with its interaction id; nothing raises except
+`attempt()` makes one POST and says what became of it: `delivered` (2xx), `retry` (connection
+error, timeout, 429 or 5xx, with the router's `Retry-After` when it sent one) or `refused` (any
+other answer: final). `wait_before(n, retry_after)` is the pause before attempt n + 1: the
+router's `Retry-After` when given, else exponential backoff (`wait_initial` doubling, at most
+`wait_max`) plus up to `wait_jitter` of random jitter. The retry loop itself is the reply outbox's
+(interactions/outbox/): it schedules each attempt, so that a reply waiting for its next attempt
+holds no sender, and it keeps the `ROUTER_RETRY_MAX_S` budget. Nothing here raises except
 cancellation.
 """
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import random
 import re
 import time
 from contextlib import AbstractContextManager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
-import stamina
 from httpx_aiohttp import AiohttpTransport
 
 from config.settings import MODULE_NAME, VERSION
-from observability import metrics, tracing
-from observability.logs import get_logger, new_request_id, request_id_var
-
+from observability import tracing
+from observability.logs import new_request_id, request_id_var
 
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 
+AttemptResult = Literal["delivered", "retry", "refused"]
 
-class _RetryableStatus(Exception):
-    def __init__(self, status: int, retry_after: float | None) -> None:
-        super().__init__(f"router answered {status}")
-        self.status, self.retry_after = status, retry_after
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    result: AttemptResult
+    status: int | None = None  # the router's answer; None: no answer (connection error, timeout)
+    error: str | None = None  # what went wrong, for the log (None when delivered)
+    retry_after: float | None = None  # seconds the router asked us to wait (429/503 `Retry-After`)
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -80,104 +84,53 @@ class RouterClient:
     async def aclose(self) -> None:
         await self.http.aclose()
 
-    async def post_reply(self, payload: dict[str, Any], *, interaction_id: str,
-                         request_id: str | None) -> bool:
-        """POST one reply; True once delivered (2xx), False when given up. Raises only CancelledError.
-
-        Traced as `router.post_reply` with one `POST` client span per attempt, whose context the
-        router receives as `traceparent` (docs/design.md "Tracing")."""
-        with tracing.span("router.post_reply", attributes={"interaction.id": interaction_id}) as span:
-            delivered = await self._post(payload, interaction_id, request_id)
-            tracing.set_attributes({"router.delivered": delivered}, span)
-            return delivered
-
-    def _attempt_span(self, attempt: int) -> AbstractContextManager[tracing.Span]:
-        """The client span of one HTTP attempt (HTTP semantic conventions); nothing when off."""
-        if not tracing.enabled():
-            return tracing.NO_SPAN
-        attributes: dict[str, Any] = {"http.request.method": "POST", **self._url_attributes}
-        if attempt > 1:
-            attributes["http.request.resend_count"] = attempt - 1
-        return tracing.span("POST", tracing.SpanKind.CLIENT, attributes)
-
-    async def _post(self, payload: dict[str, Any], interaction_id: str, request_id: str | None) -> bool:
+    def headers(self, interaction_id: str, request_id: str | None) -> dict[str, str]:
+        """The headers of every attempt of one reply: the same `Idempotency-Key` each time."""
         headers = {"Content-Type": "application/json", "Idempotency-Key": interaction_id,
                    "X-Request-ID": request_id or request_id_var.get() or new_request_id()}
         if self.api_key:
             headers["X-Service-Key"] = self.api_key
-        start = time.monotonic()
-        attempts, status, error = 0, None, None
+        return headers
 
-        def backoff(exc: Exception) -> bool | float:
-            if not isinstance(exc, (_RetryableStatus, httpx.TransportError)):
-                return False  # includes CancelledError: re-raised at once
-            remaining = self.retry_max_s - (time.monotonic() - start)
-            if remaining <= 0:
-                return False
-            wait = getattr(exc, "retry_after", None)
-            if wait is None:
-                wait = min(self.wait_max, self.wait_initial * 2 ** (attempts - 1)
-                           + random.uniform(0, self.wait_jitter))
-            return min(wait, remaining)
+    async def attempt(self, payload: dict[str, Any], headers: dict[str, str], number: int = 1) -> Attempt:
+        """POST one reply once (at most ROUTER_TIMEOUT_S). Raises only CancelledError.
 
-        async def attempt_once() -> None:
-            nonlocal attempts, status
-            attempts += 1
-            if attempts > 1:
-                metrics.router_posts_total.labels(result="retried").inc()
-            with self._attempt_span(attempts) as span:
-                traced = {**headers, **tracing.headers_for(span)} if tracing.enabled() else headers
-                response = await self.http.post(self.url, json=payload, headers=traced)
-                status = response.status_code
-                if span.is_recording():
-                    span.set_attribute("http.response.status_code", status)
-                    if status >= 400:
-                        tracing.error(span, str(status))
-            if status == 429 or status >= 500:
-                raise _RetryableStatus(status, parse_retry_after(response.headers.get("retry-after")))
-
-        try:
-            # Most posts succeed at once: the first attempt is made without building stamina's retry
-            # state (~25 µs and ~47 objects of cyclic garbage per post, measured); after a retryable
-            # failure and its backoff, stamina makes the rest within what remains of the budget.
+        Traced as one `POST` client span (attempt `number` of this reply), whose context the router
+        receives as `traceparent` (docs/design.md "Tracing")."""
+        with self._attempt_span(number) as span:
             try:
-                await attempt_once()
-            except (_RetryableStatus, httpx.TransportError) as exc:
-                wait = backoff(exc)
-                if wait is False:
-                    raise
-                await asyncio.sleep(wait)
-                remaining = self.retry_max_s - (time.monotonic() - start)
-                async for attempt in stamina.retry_context(
-                    on=backoff, attempts=None, timeout=max(remaining, 0.001),
-                    wait_initial=self.wait_initial, wait_max=self.wait_max, wait_jitter=self.wait_jitter,
-                ):
-                    with attempt:
-                        await attempt_once()
-        except asyncio.CancelledError:
-            get_logger("router_client").warning(
-                "router post cancelled", action="router_post", interaction_id=interaction_id,
-                attempts=attempts, result="cancelled")
-            raise
-        except _RetryableStatus as exc:
-            error = str(exc)
-        except httpx.TransportError as exc:
-            status, error = None, f"{type(exc).__name__}: {exc}".rstrip(": ")
-        except Exception as exc:  # noqa: BLE001 - an unexpected failure must not lose the reply silently
-            status, error = None, f"{type(exc).__name__}: {exc}".rstrip(": ")
-        elapsed = time.monotonic() - start
-        metrics.router_post_latency.observe(elapsed)
-        if error is None and status is not None and 200 <= status < 300:
-            metrics.router_posts_total.labels(result="delivered").inc()
-            if attempts > 1:
-                get_logger("router_client").info(
-                    "reply delivered after retries", action="router_post", interaction_id=interaction_id,
-                    status=status, attempts=attempts, result="delivered",
-                    execution_time_ms=round(elapsed * 1000, 1))
-            return True
-        metrics.router_posts_total.labels(result="failed").inc()
-        get_logger("router_client").error(
-            "reply not delivered to the router", action="router_post", interaction_id=interaction_id,
-            request_id=headers["X-Request-ID"], status=status, error=error or f"router answered {status}",
-            attempts=attempts, result="failed", execution_time_ms=round(elapsed * 1000, 1))
-        return False
+                sent = {**headers, **tracing.headers_for(span)} if tracing.enabled() else headers
+                response = await self.http.post(self.url, json=payload, headers=sent)
+            except httpx.TransportError as exc:
+                tracing.error(span, type(exc).__name__)
+                return Attempt("retry", error=f"{type(exc).__name__}: {exc}".rstrip(": "))
+            except Exception as exc:  # noqa: BLE001 - an unexpected failure must not lose the reply silently
+                tracing.error(span, type(exc).__name__)
+                return Attempt("refused", error=f"{type(exc).__name__}: {exc}".rstrip(": "))
+            if span.is_recording():
+                span.set_attribute("http.response.status_code", response.status_code)
+                if response.status_code >= 400:
+                    tracing.error(span, str(response.status_code))
+        status = response.status_code
+        if 200 <= status < 300:
+            return Attempt("delivered", status)
+        if status == 429 or status >= 500:
+            return Attempt("retry", status, f"router answered {status}",
+                           parse_retry_after(response.headers.get("retry-after")))
+        return Attempt("refused", status, f"router answered {status}")
+
+    def _attempt_span(self, number: int) -> AbstractContextManager[tracing.Span]:
+        """The client span of one HTTP attempt (HTTP semantic conventions); nothing when off."""
+        if not tracing.enabled():
+            return tracing.NO_SPAN
+        attributes: dict[str, Any] = {"http.request.method": "POST", **self._url_attributes}
+        if number > 1:
+            attributes["http.request.resend_count"] = number - 1
+        return tracing.span("POST", tracing.SpanKind.CLIENT, attributes)
+
+    def wait_before(self, attempts: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after `attempts` failed attempts: the router's `Retry-After` when given,
+        else exponential backoff with jitter. The caller caps it to what remains of the budget."""
+        if retry_after is not None:
+            return retry_after
+        return min(self.wait_max, self.wait_initial * 2 ** (attempts - 1) + random.uniform(0, self.wait_jitter))

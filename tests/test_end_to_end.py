@@ -175,15 +175,19 @@ def test_fallbacks_switched_off_end_as_failed_and_post_nothing(fake_ollama, fake
 
 
 def test_old_interactions_expire_instead_of_answering_late(fake_ollama, fake_router):
+    """Expiry is checked when a worker picks an interaction up (the second: trigger `none`) and
+    again before its reply is posted (the first: its LLM answer came after INTERACTION_MAX_AGE_S)."""
     fake_ollama.delay = 1.0
     settings = make_settings(ollama=fake_ollama, router=fake_router, worker_count=1, interaction_max_age_s=0.3)
     with running_app(settings) as app:
-        before = sample("ai_interactions_total", outcome="expired", trigger="none")
+        at_pickup = sample("ai_interactions_total", outcome="expired", trigger="none")
+        before_post = sample("ai_interactions_total", outcome="expired", trigger="greeting")
         app.post_interaction(interaction_body("hello", user_id="first"))
         app.post_interaction(interaction_body("hello", user_id="second"))
-        wait_until(lambda: sample("ai_interactions_total", outcome="expired", trigger="none") == before + 1)
-        fake_router.wait_for_replies(1)
-        assert [r["body"]["user_id"] for r in fake_router.replies] == ["first"]
+        wait_until(lambda: sample("ai_interactions_total", outcome="expired", trigger="none") == at_pickup + 1)
+        wait_until(lambda: sample("ai_interactions_total", outcome="expired", trigger="greeting") == before_post + 1)
+        assert len(fake_ollama.chat_requests) == 1  # the first was generated, then found too old to post
+        assert fake_router.attempts == []
 
 
 def test_undeliverable_reply_is_counted_as_failed(fake_ollama, fake_router):

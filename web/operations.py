@@ -54,7 +54,7 @@ async def status() -> Response:
             "module": MODULE_NAME, "version": VERSION, "provider": s.ai_provider,
             "fallback_provider": s.fallback_provider, "model": model,
             "providers": _providers(), "community_endpoints": rt.endpoints.snapshot(), "queue_depth": rt.queue.depth(), "inflight": rt.workers.inflight,
-            "draining": rt.draining, "durable": rt.queue.durable,
+            "outbox_depth": rt.outbox.depth(), "draining": rt.draining, "durable": rt.queue.durable,
         },
     })
 

@@ -19,7 +19,9 @@
   NOTIFYs, and watches the store: while PostgreSQL is unreachable new interactions get 503 at once
   and workers wait; both resume on their own when the poll succeeds again.
 - `finish`: returns once the outcome is written, in a batch (interactions/queue/outcome_batches.py); one that
-  cannot be written is retried with its lease kept alive.
+  cannot be written is retried with its lease kept alive. An interaction with a reply is finished by
+  the reply outbox once it is done with the reply (interactions/outbox/postgres.py): until then its
+  row is 'sending', under this instance's lease.
 - Shutdown: `stop_claiming()`; `aclose()` writes pending outcomes, then puts this instance's
   unfinished rows (claimed ones not yet processed included) back in the queue.
 """
@@ -92,6 +94,11 @@ class PgQueue:
         self._outcomes = OutcomeBatcher(db, self._leases)
         self._listener: Listener | None = None
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def leases(self) -> Leases:
+        """The claims this instance holds (the reply outbox keeps its replies' leases here too)."""
+        return self._leases
 
     @property
     def channel(self) -> str:

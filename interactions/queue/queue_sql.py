@@ -140,21 +140,23 @@ async def claim(conn: asyncpg.Connection, owner: str, lease_s: float, limit: int
 
 
 async def finish(conn: asyncpg.Connection, ids: list[str], outcomes: list[str]) -> int:
-    """Mark rows done with their outcome and forget their content; returns how many changed."""
+    """Mark rows done with their outcome and forget their content (and undelivered reply: a row
+    'sending' is the outbox's, interactions/outbox/outbox_sql.py); returns how many changed."""
     result = await conn.execute(
         """UPDATE ai_interaction_queue q
            SET status = 'done', outcome = f.outcome, finished_at = now(), lease_until = NULL,
-               payload = NULL, platform = NULL, user_id = NULL
+               payload = NULL, platform = NULL, user_id = NULL, reply = NULL
            FROM unnest($1::uuid[], $2::text[]) AS f(id, outcome)
-           WHERE q.id = f.id AND q.status = 'working'""", ids, outcomes)
+           WHERE q.id = f.id AND q.status IN ('working', 'sending')""", ids, outcomes)
     return int(result.split()[-1])
 
 
 async def renew(conn: asyncpg.Connection, ids: list[str], owner: str, lease_s: float) -> set[str]:
-    """Extend this owner's leases; returns the ids still held (others were taken over or finished)."""
+    """Extend this owner's leases (of interactions being processed, and of replies in its outbox);
+    returns the ids still held (others were taken over or finished)."""
     rows = await conn.fetch(
         """UPDATE ai_interaction_queue SET lease_until = now() + make_interval(secs => $3)
-           WHERE id = ANY($1::uuid[]) AND status = 'working' AND lease_owner = $2
+           WHERE id = ANY($1::uuid[]) AND status IN ('working', 'sending') AND lease_owner = $2
            RETURNING id::text""", ids, owner, float(lease_s))
     return {r[0] for r in rows}
 

@@ -31,6 +31,7 @@ def test_documented_defaults():
     assert (s.request_timeout, s.max_concurrent_requests, s.interaction_max_age_s) == (30, 10, 120)
     assert (s.breaker_failure_threshold, s.breaker_reset_s, s.router_retry_max_s, s.shutdown_grace_s) == (5, 30, 30, 25)
     assert s.router_api_url == "http://router-service:8000/api/v1/router"
+    assert (s.outbox_senders, s.outbox_max) == (4, 1000)
     assert s.platforms == ["twitch", "discord", "slack", "kick", "youtube"]
     assert (s.redis_url, s.redis_key_prefix, s.redis_timeout_s, s.redis_probe_s, s.redis_pool_max) == (None, "aim:", 0.2, 1, 50)
 
@@ -52,6 +53,7 @@ def test_comma_separated_lists_from_the_environment(monkeypatch):
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"), ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "grpc://c:4317"),
     ("OTEL_SDK_DISABLED", "sometimes"), ("REDIS_URL", "http://redis:6379"),
     ("REDIS_TIMEOUT_S", "0"), ("REDIS_POOL_MAX", "0"), ("REDIS_KEY_PREFIX", ""),
+    ("OUTBOX_SENDERS", "0"), ("OUTBOX_MAX", "none"),
 ])
 def test_bad_value_names_the_variable(monkeypatch, var, value):
     monkeypatch.setenv(var, value)

@@ -13,6 +13,8 @@ Records:
 Controls (plain attributes, settable at any time from any thread):
 - `fail_status`: answer failures with this status; alone (with `fail_times` None) every request fails.
 - `fail_times`: fail the next N requests (with `fail_status`, default 500), then succeed.
+- `fail_if`: a predicate on the attempt dict; the requests it is true for are answered 503 (with
+  `retry_after` if set), the others as the controls below say.
 - `retry_after`: value of a `Retry-After` header sent on failures (str or number).
 - `delay`: seconds to wait before answering.
 - `hang`: while true, requests are not answered (released when cleared, the caller disconnects,
@@ -43,6 +45,7 @@ class FakeRouter:
         self.port = port or free_port()
         self.fail_status: int | None = None
         self.fail_times: int | None = None
+        self.fail_if: Callable[[dict[str, Any]], bool] | None = None
         self.retry_after: str | float | None = None
         self.delay: float = 0.0
         self.hang: bool = False
@@ -87,7 +90,7 @@ class FakeRouter:
 
     def reset(self) -> None:
         """Clear controls and records."""
-        self.fail_status = self.fail_times = self.retry_after = None
+        self.fail_status = self.fail_times = self.retry_after = self.fail_if = None
         self.delay, self.hang, self.hang_if = 0.0, False, None
         with self._lock:
             self.attempts.clear()
@@ -171,6 +174,11 @@ class FakeRouter:
             return 404, [], {"success": False, "error": {"code": "NOT_FOUND"}}
         if attempt["method"] != "POST":
             return 405, [], {"success": False, "error": {"code": "METHOD_NOT_ALLOWED"}}
+        predicate = self.fail_if
+        extra = [] if self.retry_after is None else [(b"retry-after", str(self.retry_after).encode())]
+        failure = {"success": False, "error": {"code": "FAKE_FAILURE"}}
+        if predicate is not None and predicate(attempt):
+            return 503, extra, failure
         with self._lock:
             if self.fail_times is not None and self.fail_times > 0:
                 self.fail_times -= 1
@@ -178,7 +186,6 @@ class FakeRouter:
             else:
                 failing = self.fail_times is None and self.fail_status is not None
         if failing:
-            extra = [] if self.retry_after is None else [(b"retry-after", str(self.retry_after).encode())]
-            return self.fail_status or 500, extra, {"success": False, "error": {"code": "FAKE_FAILURE"}}
+            return self.fail_status or 500, extra, failure
         return 200, [], {"success": True}
 

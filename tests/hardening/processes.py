@@ -81,6 +81,7 @@ class Traffic:
     stop_when_refused: bool = False
     retry_refused: bool = False  # 429/503: post the same body again after Retry-After, as a router would
     pause_s: float = 0.0
+    rate: float = 0.0  # posts per second over all threads, paced (each thread keeps its own schedule)
     acked: dict[str, dict[str, Any]] = field(default_factory=dict)
     duplicates: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
@@ -136,7 +137,11 @@ class Traffic:
     def _run(self, index: int) -> None:
         with httpx.Client(timeout=10) as client:
             retry: tuple[str, dict[str, Any]] | None = None
+            started, sent = time.monotonic(), 0
             while not self._stop.is_set():
+                if self.rate:  # the next slot of this thread's schedule: a steady rate, not a burst
+                    sent += 1
+                    self._stop.wait(max(0.0, started + sent * self.threads / self.rate - time.monotonic()))
                 n = self._next()
                 url = self.urls[n % len(self.urls)]
                 body = self.make_body(n)

@@ -1,4 +1,5 @@
-"""RouterClient (§6) against the loopback fake router: no mocks of our code, no fixed sleeps."""
+"""RouterClient (§6): one attempt at a time against the loopback fake router, and the wait before
+the next. The retry loop (budget, expiry, scheduling) is the outbox's: tests/interactions/test_outbox.py."""
 
 from __future__ import annotations
 
@@ -8,33 +9,13 @@ import time
 import uuid
 
 import pytest
-from structlog.testing import capture_logs
 
-from tests.support import IsolatedSettings
 from observability.logs import request_id_var
-from observability.metrics import REGISTRY
 from router.client import RouterClient, parse_retry_after
 from tests.fakes.fake_router import FakeRouter
 from tests.server_thread import free_port
+from tests.support import IsolatedSettings
 from tests.waiting import async_wait_until
-
-GIVE_UP_EVENT = "reply not delivered to the router"
-
-
-def posts(result: str) -> float:
-    return REGISTRY.get_sample_value("ai_router_posts_total", {"result": result}) or 0.0
-
-
-def latency_count() -> float:
-    return REGISTRY.get_sample_value("ai_router_post_latency_seconds_count") or 0.0
-
-
-def snapshot() -> dict[str, float]:
-    return {r: posts(r) for r in ("delivered", "retried", "failed")}
-
-
-def moved(before: dict[str, float]) -> dict[str, float]:
-    return {r: posts(r) - v for r, v in before.items()}
 
 
 def payload(interaction_id: str | None = None) -> dict:
@@ -58,9 +39,6 @@ async def make_client():
         kwargs.setdefault("api_key", None)
         kwargs.setdefault("timeout_s", 2.0)
         kwargs.setdefault("retry_max_s", 1.0)
-        kwargs.setdefault("wait_initial", 0.02)
-        kwargs.setdefault("wait_max", 0.2)
-        kwargs.setdefault("wait_jitter", 0.02)
         client = RouterClient(base_url, **kwargs)
         clients.append(client)
         return client
@@ -70,13 +48,17 @@ async def make_client():
         await client.aclose()
 
 
+async def send(client: RouterClient, interaction_id: str, request_id: str | None = None):
+    return await client.attempt(payload(interaction_id), client.headers(interaction_id, request_id))
+
+
 async def test_payload_and_headers_pass_through(fake_router: FakeRouter, make_client) -> None:
     client = make_client(fake_router.base_url, api_key="router-secret-key")
     body = payload()
-    before, lat = snapshot(), latency_count()
 
-    assert await client.post_reply(body, interaction_id=body["interaction_id"], request_id="req-123") is True
+    attempt = await client.attempt(body, client.headers(body["interaction_id"], "req-123"))
 
+    assert (attempt.result, attempt.status, attempt.error) == ("delivered", 200, None)
     [reply] = fake_router.replies
     assert reply["body"] == body
     assert fake_router.attempts[0]["path"] == "/api/v1/router/responses"
@@ -86,192 +68,85 @@ async def test_payload_and_headers_pass_through(fake_router: FakeRouter, make_cl
     assert headers["idempotency-key"] == body["interaction_id"]
     assert headers["x-request-id"] == "req-123"
     assert headers["x-service-key"] == "router-secret-key"
-    assert fake_router.replies_for(body["interaction_id"]) == [reply]
-    assert moved(before) == {"delivered": 1, "retried": 0, "failed": 0}
-    assert latency_count() == lat + 1
+    assert headers["user-agent"].startswith("ai_interaction_module/")
 
 
-async def test_no_service_key_when_unset_and_request_id_created_or_inherited(
-        fake_router: FakeRouter, make_client) -> None:
-    client = make_client(fake_router.base_url, api_key=None)
-    assert await client.post_reply(payload("a"), interaction_id="a", request_id=None)
+async def test_no_service_key_when_unset_and_request_id_created_or_inherited(make_client) -> None:
+    client = make_client("http://127.0.0.1:1/api/v1/router", api_key=None)
+    created = client.headers("a", None)
     token = request_id_var.set("bound-request-id")
     try:
-        assert await client.post_reply(payload("b"), interaction_id="b", request_id=None)
+        inherited = client.headers("b", None)
     finally:
         request_id_var.reset(token)
-
-    first, second = fake_router.replies
-    assert "x-service-key" not in first["headers"]
-    assert len(first["headers"]["x-request-id"]) >= 16
-    assert second["headers"]["x-request-id"] == "bound-request-id"
-
-
-async def test_retry_on_500_then_delivered_once(fake_router: FakeRouter, make_client) -> None:
-    client = make_client(fake_router.base_url, retry_max_s=5.0)
-    fake_router.fail_status, fake_router.fail_times = 500, 2
-    before = snapshot()
-
-    assert await client.post_reply(payload("i-500"), interaction_id="i-500", request_id="r-500")
-
-    assert [a["status"] for a in fake_router.attempts] == [500, 500, 200]
-    assert len(fake_router.replies_for("i-500")) == 1
-    assert {a["headers"]["idempotency-key"] for a in fake_router.attempts} == {"i-500"}
-    assert {a["headers"]["x-request-id"] for a in fake_router.attempts} == {"r-500"}
-    assert moved(before) == {"delivered": 1, "retried": 2, "failed": 0}
+    assert "X-Service-Key" not in created
+    assert len(created["X-Request-ID"]) >= 16
+    assert inherited["X-Request-ID"] == "bound-request-id"
+    assert (created["Idempotency-Key"], inherited["Idempotency-Key"]) == ("a", "b")
 
 
-async def test_429_honours_retry_after_seconds(fake_router: FakeRouter, make_client) -> None:
-    client = make_client(fake_router.base_url, retry_max_s=5.0)
-    fake_router.fail_status, fake_router.fail_times, fake_router.retry_after = 429, 1, 1
-
-    assert await client.post_reply(payload("i-429"), interaction_id="i-429", request_id=None)
-
-    first, second = fake_router.attempts
-    assert (first["status"], second["status"]) == (429, 200)
-    assert second["time"] - first["time"] >= 0.9  # Retry-After: 1, not the 20 ms backoff
-
-
-async def test_503_honours_retry_after_http_date(fake_router: FakeRouter, make_client) -> None:
-    client = make_client(fake_router.base_url, retry_max_s=5.0)
-    when = email.utils.formatdate(time.time() + 2, usegmt=True)  # whole seconds: 1-2 s from now
-    fake_router.fail_status, fake_router.fail_times, fake_router.retry_after = 503, 1, when
-
-    assert await client.post_reply(payload("i-date"), interaction_id="i-date", request_id=None)
-
-    first, second = fake_router.attempts
-    assert second["time"] - first["time"] >= 0.9
-
-
-async def test_retry_after_is_capped_to_the_budget(fake_router: FakeRouter, make_client) -> None:
-    client = make_client(fake_router.base_url, retry_max_s=1.0)
-    fake_router.fail_status, fake_router.retry_after = 503, 60
-    started = time.monotonic()
-
-    assert await client.post_reply(payload("i-cap"), interaction_id="i-cap", request_id=None) is False
-
-    assert time.monotonic() - started < 5  # not 60 s
-    assert len(fake_router.attempts) == 2  # one at once, one when the budget ends
-
-
-@pytest.mark.parametrize("status", [400, 404, 422])
-async def test_other_4xx_are_not_retried(fake_router: FakeRouter, make_client, status: int) -> None:
-    client = make_client(fake_router.base_url, retry_max_s=5.0)
+@pytest.mark.parametrize("status", [500, 502, 503, 429])
+async def test_429_and_5xx_are_worth_another_attempt(fake_router: FakeRouter, make_client, status: int) -> None:
+    client = make_client(fake_router.base_url)
     fake_router.fail_status = status
-    before = snapshot()
+    attempt = await send(client, "i-retry")
+    assert (attempt.result, attempt.status, attempt.retry_after) == ("retry", status, None)
+    assert attempt.error == f"router answered {status}"
 
-    with capture_logs() as logs:
-        assert await client.post_reply(payload("i-4xx"), interaction_id="i-4xx", request_id=None) is False
 
-    assert len(fake_router.attempts) == 1
+@pytest.mark.parametrize("status", [400, 404, 409, 422])
+async def test_other_4xx_are_final(fake_router: FakeRouter, make_client, status: int) -> None:
+    client = make_client(fake_router.base_url)
+    fake_router.fail_status = status
+    attempt = await send(client, "i-4xx")
+    assert (attempt.result, attempt.status) == ("refused", status)
     assert fake_router.replies == []
-    assert moved(before) == {"delivered": 0, "retried": 0, "failed": 1}
-    [entry] = [e for e in logs if e["event"] == GIVE_UP_EVENT]
-    assert (entry["interaction_id"], entry["status"], entry["attempts"]) == ("i-4xx", status, 1)
 
 
-async def test_gives_up_after_budget_when_always_503(fake_router: FakeRouter, make_client) -> None:
-    client = make_client(fake_router.base_url, retry_max_s=1.0)
+async def test_retry_after_seconds_and_http_date_are_read(fake_router: FakeRouter, make_client) -> None:
+    client = make_client(fake_router.base_url)
+    fake_router.fail_status, fake_router.retry_after = 429, 7
+    assert (await send(client, "i-429")).retry_after == 7.0
     fake_router.fail_status = 503
-    before = snapshot()
-    started = time.monotonic()
-
-    with capture_logs() as logs:
-        assert await client.post_reply(payload("i-503"), interaction_id="i-503", request_id=None) is False
-
-    assert time.monotonic() - started < 1.0 + 2.0 + 1.0  # budget + one attempt's timeout + slack
-    attempts = len(fake_router.attempts)
-    assert attempts >= 3
-    assert fake_router.attempts[-1]["time"] - fake_router.attempts[0]["time"] <= 1.2
-    assert moved(before) == {"delivered": 0, "retried": attempts - 1, "failed": 1}
-    [entry] = [e for e in logs if e["event"] == GIVE_UP_EVENT]
-    assert entry["log_level"] == "error"
-    assert entry["interaction_id"] == "i-503"
-    assert entry["status"] == 503
-    assert entry["attempts"] == attempts
+    fake_router.retry_after = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 28 <= (await send(client, "i-date")).retry_after <= 30
 
 
-@pytest.mark.filterwarnings("error")
-async def test_zero_budget_makes_exactly_one_attempt(fake_router: FakeRouter, make_client) -> None:
-    client = make_client(fake_router.base_url, retry_max_s=0)
-    fake_router.fail_status = 503
-    before = snapshot()
-
-    assert await client.post_reply(payload("i-0"), interaction_id="i-0", request_id=None) is False
-
-    assert len(fake_router.attempts) == 1
-    assert moved(before) == {"delivered": 0, "retried": 0, "failed": 1}
-
-
-async def test_connection_refused_is_retried_until_budget(make_client) -> None:
-    client = make_client(f"http://127.0.0.1:{free_port()}/api/v1/router", retry_max_s=1.0)
-    before = snapshot()
-    started = time.monotonic()
-
-    with capture_logs() as logs:
-        assert await client.post_reply(payload("i-down"), interaction_id="i-down", request_id=None) is False
-
-    assert time.monotonic() - started < 4
-    [entry] = [e for e in logs if e["event"] == GIVE_UP_EVENT]
-    assert entry["interaction_id"] == "i-down"
+async def test_connection_refused_is_worth_another_attempt(make_client) -> None:
+    client = make_client(f"http://127.0.0.1:{free_port()}/api/v1/router")
+    attempt = await send(client, "i-down")
     # httpx-aiohttp names a refused connection ConnectTimeout (llm/http.py); its message says what happened
-    assert entry["status"] is None and "Cannot connect to host" in entry["error"]
-    assert entry["attempts"] >= 3
-    assert moved(before) == {"delivered": 0, "retried": entry["attempts"] - 1, "failed": 1}
+    assert (attempt.result, attempt.status) == ("retry", None)
+    assert "Cannot connect to host" in attempt.error
 
 
-async def test_router_down_then_back_is_delivered(fake_router: FakeRouter, make_client) -> None:
-    client = make_client(fake_router.base_url, retry_max_s=10.0)
-    await asyncio.to_thread(setattr, fake_router, "down", True)
-    before = snapshot()
-
-    task = asyncio.create_task(client.post_reply(payload("i-back"), interaction_id="i-back", request_id=None))
-    await async_wait_until(lambda: moved(before)["retried"] >= 2, timeout=5, message="retries while down")
-    await asyncio.to_thread(setattr, fake_router, "down", False)
-
-    assert await asyncio.wait_for(task, 10) is True
-    assert len(fake_router.replies_for("i-back")) == 1
-
-
-async def test_hanging_router_times_out_and_is_retried(fake_router: FakeRouter, make_client) -> None:
-    client = make_client(fake_router.base_url, timeout_s=0.3, retry_max_s=5.0)
+async def test_a_hanging_router_times_out_after_the_attempt_timeout(fake_router: FakeRouter, make_client) -> None:
+    client = make_client(fake_router.base_url, timeout_s=0.3)
     fake_router.hang = True
-    before = snapshot()
-
-    task = asyncio.create_task(client.post_reply(payload("i-hang"), interaction_id="i-hang", request_id=None))
-    await async_wait_until(lambda: len(fake_router.attempts) >= 2, timeout=5, message="a retry after the timeout")
-    fake_router.hang = False
-
-    assert await asyncio.wait_for(task, 10) is True
-    assert len(fake_router.replies_for("i-hang")) == 1  # abandoned attempts were never answered
-    assert moved(before)["retried"] == len(fake_router.attempts) - 1
-
-
-async def test_hanging_router_until_budget_gives_up(fake_router: FakeRouter, make_client) -> None:
-    client = make_client(fake_router.base_url, timeout_s=0.3, retry_max_s=0.8)
-    fake_router.hang = True
-    started = time.monotonic()
-
-    with capture_logs() as logs:
-        assert await client.post_reply(payload("i-h2"), interaction_id="i-h2", request_id=None) is False
-
-    assert time.monotonic() - started < 0.8 + 0.3 + 2
-    [entry] = [e for e in logs if e["event"] == GIVE_UP_EVENT]
-    assert "Timeout" in entry["error"] and entry["attempts"] >= 2
+    attempt = await send(client, "i-hang")
+    assert (attempt.result, attempt.status) == ("retry", None)
+    assert "Timeout" in attempt.error
     assert fake_router.replies == []
 
 
 async def test_cancellation_propagates(fake_router: FakeRouter, make_client) -> None:
-    client = make_client(fake_router.base_url, timeout_s=5.0, retry_max_s=5.0)
+    client = make_client(fake_router.base_url, timeout_s=5.0)
     fake_router.hang = True
-    before = snapshot()
-
-    task = asyncio.create_task(client.post_reply(payload("i-c"), interaction_id="i-c", request_id=None))
-    await async_wait_until(lambda: fake_router.attempts, timeout=5, message="the first attempt")
+    task = asyncio.create_task(send(client, "i-c"))
+    await async_wait_until(lambda: fake_router.attempts, timeout=5, message="the attempt")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert moved(before) == {"delivered": 0, "retried": 0, "failed": 0}
+
+
+async def test_the_wait_honours_retry_after_else_backs_off_exponentially_with_jitter(make_client) -> None:
+    client = make_client("http://127.0.0.1:1/api/v1/router", wait_initial=0.2, wait_max=5.0, wait_jitter=0.5)
+    assert client.wait_before(1, retry_after=12.0) == 12.0  # the router's word wins (the budget caps it)
+    for attempts, base in ((1, 0.2), (2, 0.4), (3, 0.8), (4, 1.6)):
+        waits = {client.wait_before(attempts) for _ in range(20)}
+        assert all(base <= w <= base + 0.5 for w in waits), (attempts, waits)
+        assert len(waits) > 1  # jittered
+    assert client.wait_before(10) == 5.0  # capped at wait_max
 
 
 async def test_concurrent_posts_share_one_pooled_client(fake_router: FakeRouter, make_client) -> None:
@@ -279,14 +154,14 @@ async def test_concurrent_posts_share_one_pooled_client(fake_router: FakeRouter,
     http = client.http
     ids = [f"i-conc-{n}" for n in range(20)]
 
-    results = await asyncio.gather(*(client.post_reply(payload(i), interaction_id=i, request_id=None) for i in ids))
-    assert results == [True] * 20
+    results = await asyncio.gather(*(send(client, i) for i in ids))
+    assert [r.result for r in results] == ["delivered"] * 20
     assert sorted(r["body"]["interaction_id"] for r in fake_router.replies) == sorted(ids)
     first_ports = {a["client"][1] for a in fake_router.attempts}
     assert len(first_ports) <= 5  # the pool limit holds: 20 posts over at most 5 connections
 
     for i in ids[:5]:  # later posts reuse the kept-alive connections
-        assert await client.post_reply(payload(i + "-again"), interaction_id=i + "-again", request_id=None)
+        assert (await send(client, i + "-again")).result == "delivered"
     later_ports = {a["client"][1] for a in fake_router.attempts[20:]}
     assert later_ports <= first_ports
     assert client.http is http
@@ -294,11 +169,11 @@ async def test_concurrent_posts_share_one_pooled_client(fake_router: FakeRouter,
 
 async def test_from_settings(fake_router: FakeRouter) -> None:
     settings = IsolatedSettings(router_api_url=fake_router.base_url + "/",
-                        router_api_key="from-settings-key", router_timeout_s=3, router_retry_max_s=2)
+                                router_api_key="from-settings-key", router_timeout_s=3, router_retry_max_s=2)
     client = RouterClient.from_settings(settings)
     try:
         assert (client.url, client.timeout_s, client.retry_max_s) == (fake_router.base_url + "/responses", 3, 2)
-        assert await client.post_reply(payload("i-s"), interaction_id="i-s", request_id=None)
+        assert (await send(client, "i-s")).result == "delivered"
     finally:
         await client.aclose()
     assert fake_router.replies[0]["headers"]["x-service-key"] == "from-settings-key"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -81,3 +82,37 @@ def test_sigterm_leaves_unfinished_interactions_queued_for_another_instance(
     instances(1, QUEUE_LEASE_S="600")  # a long lease: only the release explains a quick pickup
     replies = fake_router.wait_for_replies(4, timeout=30)
     assert Counter(r["headers"]["idempotency-key"] for r in replies) == Counter({iid: 1 for iid in acked})
+
+
+def test_a_killed_instances_undelivered_replies_are_delivered_once_by_another(
+        instances, pg, fake_ollama, fake_router):
+    """kill -9 with replies in the outbox (the router answering 503): once their lease ran out,
+    another instance's outbox takes them and delivers each once; none is generated again."""
+    fake_router.fail_status = 503
+    env = {"QUEUE_LEASE_S": "1", "ROUTER_RETRY_MAX_S": "60"}
+    (doomed,) = instances(1, **env)
+    acked = [post(doomed, user_id=f"viewer-{i}") for i in range(8)]
+    wait_until(lambda: pg.value("SELECT count(*) FROM ai_interaction_queue WHERE status = 'sending'") == 8,
+               message="eight replies in the outbox")
+    wait_until(lambda: {a["headers"]["idempotency-key"] for a in fake_router.attempts} == set(acked),
+               message="each reply refused at least once")
+    doomed.proc.kill()  # SIGKILL: no drain, no release
+    doomed.proc.wait(10)
+    owners = pg.query("SELECT DISTINCT lease_owner FROM ai_interaction_queue WHERE status = 'sending'")
+    assert len(owners) == 1 and owners[0][0]  # still the dead instance's, until the lease runs out
+    fake_router.fail_status = None
+    started = time.monotonic()
+    (heir,) = instances(1, **env)
+    replies = fake_router.wait_for_replies(8, timeout=30)
+    took = max(r["time"] for r in replies) - started
+    wait_until(lambda: pg.value("SELECT count(*) FROM ai_interaction_queue WHERE status = 'done'") == 8,
+               message="every row done")
+    delivered = Counter(r["headers"]["idempotency-key"] for r in replies)
+    assert delivered == Counter({iid: 1 for iid in acked})
+    assert len(fake_ollama.chat_requests) == 8  # the replies were taken over, not generated again
+    assert {r[0] for r in pg.query("SELECT outcome FROM ai_interaction_queue")} == {"replied"}
+    assert pg.value("SELECT count(*) FROM ai_interaction_queue WHERE reply IS NOT NULL") == 0
+    assert heir.output().count("undelivered reply taken over") == 8
+    assert heir.sigterm() == 0
+    print(f"kill -9 with 8 replies in the outbox: another instance delivered all 8, each once, {took:.1f} s "
+          "after it was started (start-up and QUEUE_LEASE_S=1 included)")
