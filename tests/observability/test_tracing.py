@@ -42,9 +42,12 @@ def accept(app, message: str, headers: dict[str, str] | None = None) -> str:
     return ack.json()["data"]["interaction_id"]
 
 
-def interaction_trace(traced: Traced, interaction_id: str) -> list[ReadableSpan]:
-    """The finished trace of one interaction (waited for until its processing span ended)."""
+def interaction_trace(traced: Traced, interaction_id: str, delivered: bool = False) -> list[ReadableSpan]:
+    """The finished trace of one interaction (waited for until its processing span ended, and with
+    `delivered` until the outbox's post that the router accepted ended)."""
     process = traced.wait_for("interaction.process", **{"interaction.id": interaction_id})
+    if delivered:
+        traced.wait_for("router.post_reply", **{"interaction.id": interaction_id, "router.result": "delivered"})
     return traced.trace(process.context.trace_id)
 
 
@@ -52,7 +55,7 @@ def test_an_interaction_is_one_trace_under_the_callers_traceparent(app, traced, 
     fake_ollama.reply = "Hey Viewer42, welcome in!"
     interaction_id = accept(app, "hello there, how is the stream", CALLER)
     reply = fake_router.wait_for_replies(1)[0]
-    spans = interaction_trace(traced, interaction_id)
+    spans = interaction_trace(traced, interaction_id, delivered=True)
     assert {s.name for s in spans} == INTERACTION_SPANS and len(spans) == len(INTERACTION_SPANS)
     ack, wait, process = one(spans, ACK), one(spans, "interaction.queue_wait"), one(spans, "interaction.process")
     decide, chat = one(spans, "interaction.decide"), one(spans, "chat llama3.2")
@@ -70,7 +73,7 @@ def test_an_interaction_is_one_trace_under_the_callers_traceparent(app, traced, 
     assert parent_id(attempt) == hex_span(post_reply)
     assert process.attributes["interaction.outcome"] == "replied"
     assert process.attributes["interaction.trigger"] == decide.attributes["interaction.trigger"] == "greeting"
-    assert post_reply.attributes["router.delivered"] is True
+    assert post_reply.attributes["router.result"] == "delivered" and post_reply.attributes["router.attempt"] == 1
     assert attempt.kind == chat.kind == SpanKind.CLIENT
     assert attempt.attributes["http.response.status_code"] == 200
     assert attempt.attributes["url.full"] == fake_router.base_url + "/responses"
@@ -149,10 +152,14 @@ def test_a_retried_router_post_is_one_client_span_per_attempt(app, traced, fake_
     fake_router.fail_times, fake_router.fail_status = 1, 503
     interaction_id = accept(app, "hello there", CALLER)
     fake_router.wait_for_replies(1)
-    spans = interaction_trace(traced, interaction_id)
-    post_reply = one(spans, "router.post_reply")
+    spans = interaction_trace(traced, interaction_id, delivered=True)
+    process = one(spans, "interaction.process")
+    # the outbox makes each attempt apart (a retry holds no sender): one post_reply span per attempt
+    posts = sorted((s for s in spans if s.name == "router.post_reply"), key=lambda s: s.start_time)
     attempts = sorted((s for s in spans if s.name == "POST"), key=lambda s: s.start_time)
-    assert [parent_id(s) for s in attempts] == [hex_span(post_reply)] * 2
+    assert [parent_id(s) for s in posts] == [hex_span(process)] * 2
+    assert [p.attributes["router.result"] for p in posts] == ["retry", "delivered"]
+    assert [parent_id(s) for s in attempts] == [hex_span(p) for p in posts]
     assert [s.attributes["http.response.status_code"] for s in attempts] == [503, 200]
     assert attempts[0].status.status_code == StatusCode.ERROR
     assert "http.request.resend_count" not in attempts[0].attributes
