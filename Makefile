@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-integration litellm-venv install bench soak audit clean
+.PHONY: run demo test test-integration litellm-venv install bench soak audit clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(PY) app.py
+
+# The service judging a multilingual chat (examples/chat.jsonl) with a fake LLM, a few seconds: see
+# README, "make demo". The same replay tool against any deployment: python -m examples.replay --help.
+demo: $(STAMP)
+	$(PY) -m examples.demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -240,8 +240,9 @@ def read_chat(path: Path) -> list[dict[str, Any]]:
 
 
 def run(replayer: Replayer, lines: list[dict[str, Any]], dry_run: bool, router: ReplyRouter | None,
-        out=sys.stdout) -> list[Result]:
+        out: Any = None) -> list[Result]:
     """Replay and print each line as soon as its fate is known; returns the results."""
+    out = out or sys.stdout
     results = []
     mode = "dry run (nothing posted)" if dry_run else f"live, replies to {router.base_url if router else '?'}"
     print(f"Replaying {len(lines)} lines against {replayer.url}: {mode}", file=out, flush=True)
