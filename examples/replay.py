@@ -195,6 +195,8 @@ class Replayer:
                     result.fallback, result.provider = data.get("fallback"), data.get("provider")
                 elif result.expected:
                     result.status = "no reply"
+                elif result.expected is None:  # without the dry run: no trigger, or a rate limit
+                    result.reason = f"no reply within {self.wait:g} s"
             yield result
 
 
