@@ -30,6 +30,7 @@ from observability.logs import configure_logging, get_logger, new_request_id, re
 from runtime import Runtime
 from web import admin, execute, interaction, openai_api, operations
 from web.auth import KeyRing
+from web.docs_ui import SCHEMA_UI_OPTIONS, configure_docs_assets
 from web.errors import register_error_handlers
 from web.tracing import TracedRequests
 
@@ -51,7 +52,8 @@ def create_app(settings: Settings | None = None, log_stream: TextIO | None = Non
     app = Quart(__name__)
     metrics.configure(settings)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, RESPONSE_TIMEOUT=None, BODY_TIMEOUT=30)
-    QuartSchema(app, info={"title": "AI Interaction Module", "version": VERSION})
+    configure_docs_assets(app)  # /docs without a CDN (web/docs_ui.py)
+    QuartSchema(app, info={"title": "AI Interaction Module", "version": VERSION}, **SCHEMA_UI_OPTIONS)
     runtime = Runtime(settings, tracer_provider)
     app.extensions["settings"] = settings
     app.extensions["runtime"] = runtime
