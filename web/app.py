@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None, log_stream: TextIO | None = Non
     metrics.configure(settings)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, RESPONSE_TIMEOUT=None, BODY_TIMEOUT=30)
     QuartSchema(app, info={"title": "AI Interaction Module", "version": VERSION})
-    runtime = Runtime(settings, tracer_provider)
+    runtime = Runtime(settings, tracer_provider, log_stream)
     app.extensions["settings"] = settings
     app.extensions["runtime"] = runtime
     app.extensions["router_keys"] = KeyRing(settings.router_service_key)
