@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None, log_stream: TextIO | None = Non
     variables configure (tests: the SDK's in-memory exporter)."""
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.user_hash_salt.get_secret_value(), settings.secret_values(),
-                      log_stream)
+                      log_stream, settings.log_format)
     app = Quart(__name__)
     metrics.configure(settings)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, RESPONSE_TIMEOUT=None, BODY_TIMEOUT=30)
