@@ -1,20 +1,29 @@
 # Two commands for a newcomer: `make run` and `make test`.
+# `make run` installs only what the service needs (requirements.txt, stamp .installed-run); `make test`
+# (and `make install`, which CI runs) adds the development requirements (stamp .installed).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
 
 .PHONY: run demo test test-integration litellm-venv install bench soak audit clean
+
+$(RUN_STAMP): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $(RUN_STAMP)
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
 
 install: $(STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(PY) app.py
 
 # The service judging a multilingual chat (examples/chat.jsonl) with a fake LLM, a few seconds: see

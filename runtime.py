@@ -16,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import sys
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from completions.catalog import ModelCatalog
 from completions.limits import KeyLimits, KeyRateLimiter
@@ -42,6 +43,8 @@ from observability import metrics
 from observability.logs import get_logger
 from observability.tracing import Tracing
 from router.client import RouterClient
+from router.console import ConsoleSink
+from router.sink import ReplySink
 from storage.cipher import ConfigCipher
 from storage.community_config import ConfigSource, MemoryConfigSource
 from storage.context import ContextStore, MemoryContextStore
@@ -90,9 +93,11 @@ class Runtime:
     usage: UsageStore
     replies: ReplyStore
 
-    def __init__(self, settings: Settings, tracer_provider: Any = None) -> None:
+    def __init__(self, settings: Settings, tracer_provider: Any = None, console: TextIO | None = None) -> None:
         """`tracer_provider`: an OpenTelemetry SDK TracerProvider to trace with (tests hand in one with
-        the in-memory exporter); None: the OTEL_* variables decide (observability/tracing.py)."""
+        the in-memory exporter); None: the OTEL_* variables decide (observability/tracing.py).
+        `console`: where replies are printed when ROUTER_API_URL is unset (default stdout; `python
+        app.py` hands in its log writer)."""
         s = self.settings = settings
         self.started_at = time.time()
         self.draining = False
@@ -109,7 +114,8 @@ class Runtime:
                                       on_transition=_on_transition)
         self.llm = LLMService(self.providers, self.breakers, self.health, s.ai_provider, s.fallback_provider,
                               s.max_concurrent_requests, self.endpoints)
-        self.router = RouterClient.from_settings(s)
+        self.router: ReplySink = (RouterClient.from_settings(s) if s.router_api_url
+                                  else ConsoleSink(console or sys.stdout))  # §6: unset, the console
         self.catalog = ModelCatalog(fetch_timeout_s=min(5.0, s.request_timeout))
         self.postgres: Postgres | None = None
         self.redis: RedisLink | None = self._redis_link()
@@ -226,6 +232,8 @@ class Runtime:
         self.health.start()
         log.info("service started", action="startup", config=s.summary(), instance=self.instance_id,
                  store="postgresql" if self.postgres else "memory", shared_state="redis" if self.redis else None)
+        if s.router_api_url is None:
+            log.info("ROUTER_API_URL is not set: replies are printed on stdout, not posted", action="startup")
         if not s.router_service_key:
             log.warning("ROUTER_SERVICE_KEY is not set: the interaction and execute endpoints are open",
                         action="startup")

@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     module_port: int = Field(8005, ge=1, le=65535)
     module_host: str = "0.0.0.0"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"  # auto: console on a terminal, else JSON
     user_hash_salt: SecretStr = SecretStr("waddlebot")
 
     # --- inbound interaction (§2) --------------------------------------------------------
@@ -120,7 +121,7 @@ class Settings(BaseSettings):
     community_endpoints_max: int = Field(32, ge=1)  # long-lived clients of community endpoints kept
 
     # --- router (§6) ----------------------------------------------------------------------
-    router_api_url: str = "http://router-service:8000/api/v1/router"
+    router_api_url: str | None = None  # unset: replies are printed on stdout (router/console.py)
     router_api_key: SecretStr | None = None
     router_retry_max_s: float = Field(30, ge=0)
     router_timeout_s: float = Field(10, gt=0)
@@ -216,7 +217,7 @@ class Settings(BaseSettings):
         "fallback_provider", "router_service_key", "router_api_key", "waddleai_api_key",
         "database_url", "config_encryption_key", "ollama_cert_path", "waddleai_preferred_model",
         "otel_exporter_otlp_endpoint", "otel_exporter_otlp_traces_endpoint", "otel_exporter_otlp_headers",
-        "otel_exporter_otlp_traces_headers", "redis_url", mode="before",
+        "otel_exporter_otlp_traces_headers", "redis_url", "router_api_url", mode="before",
     )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:

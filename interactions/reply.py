@@ -104,7 +104,8 @@ class ReplyPipeline:
         self.llm = llm
         self.usage = usage
         self.stragglers = Stragglers(settings.max_concurrent_requests)
-        self.reply_body = body_builder(settings.router_protocol)
+        # the console (ROUTER_API_URL unset) prints from the contract body: it names the trigger and fallback
+        self.reply_body = body_builder(settings.router_protocol if settings.router_api_url else "contract")
 
     async def aclose(self) -> None:
         """At shutdown, after the workers stopped: end the provider calls still running late."""

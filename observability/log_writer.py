@@ -51,6 +51,13 @@ class LineWriter:
             self._wake.set()
         return len(text)
 
+    def isatty(self) -> bool:
+        """Whether the stream is a terminal (LOG_FORMAT=auto picks the console format then)."""
+        try:
+            return bool(self.stream.isatty())
+        except (AttributeError, ValueError):
+            return False
+
     def flush(self) -> None:
         """Nothing to do here: the writer thread flushes after every batch."""
 

@@ -57,6 +57,8 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 class RouterClient:
+    destination = "router"  # a ReplySink (router/sink.py)
+
     def __init__(self, base_url: str, *, api_key: str | None, timeout_s: float, retry_max_s: float,
                  max_connections: int = 100, wait_initial: float = 0.2, wait_max: float = 5.0,
                  wait_jitter: float = 0.5) -> None:
@@ -78,6 +80,8 @@ class RouterClient:
     @classmethod
     def from_settings(cls, settings: Any, **kwargs: Any) -> "RouterClient":
         key = settings.router_api_key
+        if not settings.router_api_url:
+            raise ValueError("ROUTER_API_URL is not set: replies go to the console (router/console.py)")
         return cls(settings.router_api_url, api_key=key.get_secret_value() if key else None,
                    timeout_s=settings.router_timeout_s, retry_max_s=settings.router_retry_max_s, **kwargs)
 

@@ -48,13 +48,13 @@ def create_app(settings: Settings | None = None, log_stream: TextIO | None = Non
     variables configure (tests: the SDK's in-memory exporter)."""
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.user_hash_salt.get_secret_value(), settings.secret_values(),
-                      log_stream)
+                      log_stream, settings.log_format)
     app = Quart(__name__)
     metrics.configure(settings)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, RESPONSE_TIMEOUT=None, BODY_TIMEOUT=30)
     configure_docs_assets(app)  # /docs without a CDN (web/docs_ui.py)
     QuartSchema(app, info={"title": "AI Interaction Module", "version": VERSION}, **SCHEMA_UI_OPTIONS)
-    runtime = Runtime(settings, tracer_provider)
+    runtime = Runtime(settings, tracer_provider, log_stream)
     app.extensions["settings"] = settings
     app.extensions["runtime"] = runtime
     app.extensions["router_keys"] = KeyRing(settings.router_service_key)

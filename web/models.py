@@ -45,6 +45,7 @@ class ReadyResponse(BaseModel):
     community_endpoints: dict[str, dict[str, Any]] = {}  # name → breaker, inflight (llm/endpoints.py)
     notes: list[str] = []  # still ready, but degraded: e.g. Redis unavailable (state per process)
     redis: dict[str, Any] | None = None  # REDIS_URL set: available, down_for_s, error
+    replies: str = "router"  # where replies go: "router" (ROUTER_API_URL) or "console" (unset: stdout)
 
 
 class StatusData(BaseModel):

@@ -38,7 +38,7 @@ async def ready() -> tuple[Response, int]:
     ok, reason = await rt.ready()
     body = {"ready": ok, "reason": reason, "draining": rt.draining, "providers": _providers(),
             "community_endpoints": rt.endpoints.snapshot(), "notes": rt.notes(),
-            "redis": rt.redis.snapshot() if rt.redis is not None else None}
+            "redis": rt.redis.snapshot() if rt.redis is not None else None, "replies": rt.router.destination}
     return jsonify(body), 200 if ok else 503
 
 

@@ -4,7 +4,8 @@
   OUTBOX_MAX undelivered replies a reply overflows: counted (`ai_outbox_overflow_total`) and logged
   with its interaction id; in memory mode it ends `failed`, in PostgreSQL mode it stays in the store
   for any instance with room (interactions/outbox/postgres.py).
-- OUTBOX_SENDERS sender tasks make one attempt at a time (router/client.py), whichever reply is due
+- OUTBOX_SENDERS sender tasks make one attempt at a time (a ReplySink, router/sink.py: the router,
+  router/client.py, or the console when ROUTER_API_URL is unset, router/console.py), whichever reply is due
   first (interactions/outbox/schedule.py). A retryable failure (connection error, timeout, 429,
   5xx) schedules the next attempt after the backoff or the router's `Retry-After`, within
   ROUTER_RETRY_MAX_S from the first attempt; meanwhile the reply holds no sender. A hanging router
@@ -38,14 +39,15 @@ from interactions.outcomes import record_outcome
 from interactions.queue.base import InteractionQueue
 from observability import metrics, tracing
 from observability.logs import get_logger
-from router.client import Attempt, RouterClient
+from router.client import Attempt
+from router.sink import ReplySink
 
 log = get_logger(__name__)
 Remember = Callable[[Interaction, tuple[str, str]], Awaitable[None]]
 
 
 class Outbox:
-    def __init__(self, router: RouterClient, store: ReplyStore, queue: InteractionQueue, *, senders: int,
+    def __init__(self, router: ReplySink, store: ReplyStore, queue: InteractionQueue, *, senders: int,
                  capacity: int, max_age_s: float, poll_s: float, remember: Remember) -> None:
         self.router, self.store, self.queue = router, store, queue
         self.senders, self.capacity = senders, capacity

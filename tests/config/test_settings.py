@@ -30,7 +30,7 @@ def test_documented_defaults():
     assert (s.user_cooldown_s, s.channel_max_replies_per_min, s.context_history_limit) == (10, 20, 5)
     assert (s.request_timeout, s.max_concurrent_requests, s.interaction_max_age_s) == (30, 10, 120)
     assert (s.breaker_failure_threshold, s.breaker_reset_s, s.router_retry_max_s, s.shutdown_grace_s) == (5, 30, 30, 25)
-    assert s.router_api_url == "http://router-service:8000/api/v1/router"
+    assert s.router_api_url is None and s.log_format == "auto"  # unset: replies printed on stdout (§6)
     assert (s.outbox_senders, s.outbox_max) == (4, 1000)
     assert s.platforms == ["twitch", "discord", "slack", "kick", "youtube"]
     assert (s.redis_url, s.redis_key_prefix, s.redis_timeout_s, s.redis_probe_s, s.redis_pool_max) == (None, "aim:", 0.2, 1, 50)
