@@ -28,7 +28,7 @@ run: $(RUN_STAMP)
 
 # The service judging a multilingual chat (examples/chat.jsonl) with a fake LLM, a few seconds: see
 # README, "make demo". The same replay tool against any deployment: python -m examples.replay --help.
-demo: $(STAMP)
+demo: $(RUN_STAMP)
 	$(PY) -m examples.demo
 
 test: $(STAMP)
