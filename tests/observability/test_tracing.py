@@ -100,7 +100,8 @@ def test_an_interaction_is_one_trace_under_the_callers_traceparent(app, traced, 
 def test_each_interaction_is_its_own_trace_without_a_caller(app, traced, fake_router):
     first, second = accept(app, "hello one"), accept(app, "hello two")
     fake_router.wait_for_replies(2)
-    one_trace, two_trace = interaction_trace(traced, first), interaction_trace(traced, second)
+    one_trace = interaction_trace(traced, first, delivered=True)
+    two_trace = interaction_trace(traced, second, delivered=True)
     assert hex_trace(one_trace[0]) != hex_trace(two_trace[0])
     for spans in (one_trace, two_trace):
         assert {s.name for s in spans} == INTERACTION_SPANS
@@ -121,7 +122,7 @@ def test_a_caller_that_does_not_sample_is_followed_and_its_trace_passed_on(app, 
 def test_a_malformed_traceparent_starts_a_new_trace(app, traced, fake_router):
     ack = app.post_interaction(interaction_body("hello there"), headers={"traceparent": "00-nothex-zz-01"})
     assert ack.status_code == 202
-    spans = interaction_trace(traced, ack.json()["data"]["interaction_id"])
+    spans = interaction_trace(traced, ack.json()["data"]["interaction_id"], delivered=True)
     assert one(spans, ACK).parent is None and {s.name for s in spans} == INTERACTION_SPANS
     fake_router.wait_for_replies(1)
 
@@ -139,7 +140,7 @@ def test_a_failed_llm_call_is_an_error_span_and_the_fallback_still_one_trace(app
     fake_ollama.fail_status = 500
     interaction_id = accept(app, "hello there", CALLER)
     fake_router.wait_for_replies(1)
-    spans = interaction_trace(traced, interaction_id)
+    spans = interaction_trace(traced, interaction_id, delivered=True)
     chat = one(spans, "chat llama3.2")
     assert chat.status.status_code == StatusCode.ERROR
     assert chat.attributes["error.type"] == "bad_status"

@@ -30,6 +30,7 @@ def test_the_trace_context_crosses_the_postgresql_queue_to_another_instance(pg, 
         assert pg.value("SELECT lease_owner FROM ai_interaction_queue WHERE id = $1",
                         interaction_id) == b.runtime.instance_id
     # B rebuilt the interaction from its row: its spans hang under A's ACK, in the caller's trace
+    traced.wait_for("router.post_reply", **{"interaction.id": interaction_id, "router.result": "delivered"})
     spans = traced.trace(CALLER_TRACE_ID)
     assert hex_trace(process) == CALLER_TRACE_ID and parent_id(server) == CALLER_SPAN_ID
     assert process.attributes["interaction.outcome"] == "replied"
