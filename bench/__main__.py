@@ -5,6 +5,8 @@
     make bench BENCH_ARGS="--against HEAD~1"     # also the service at HEAD~1, side by side: new/old
     python -m bench --only ack --server uvicorn  # one row, the service and the bare app under uvicorn
     python -m bench --list                       # the row names
+    python -m bench --only peers                 # vs LiteLLM proxy (.venv-litellm or LITELLM_BIN) and
+                                                 # Portkey's gateway (npm, into .bench-node/)
 
 The table goes to stdout; --output FILE writes it to FILE too (between the results markers when FILE
 has them, as BENCHMARKS.md does), --json FILE every round's figures.

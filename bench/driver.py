@@ -124,7 +124,74 @@ async def drive(spec: dict[str, Any]) -> dict[str, Any]:
             "ttft_p50": percentile(ttfts, 0.50)}
 
 
+STREAM_LIMIT_S = 120.0  # one stream is given up after this long
+
+
+async def read_events(reader: asyncio.StreamReader, head: bytes) -> Any:
+    """The body's SSE events as they arrive: chunked, or (without it) until the connection closes."""
+    chunked = b"\r\ntransfer-encoding: chunked" in head.lower()
+    buffer = b""
+    while True:
+        if chunked:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            if size == 0:
+                return
+            data = (await reader.readexactly(size + 2))[:-2]
+        else:
+            data = await reader.read(65536)
+            if not data:
+                return
+        *done, buffer = (buffer + data).split(b"\n\n")
+        for event in done:
+            yield event
+
+
+async def one_stream(spec: dict[str, Any], at: float) -> dict[str, Any]:
+    """One streamed completion on its own connection, sent at perf time `at`: the perf times of its
+    token events, from the send."""
+    await asyncio.sleep(max(0.0, at - perf()))
+    writer = None
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", spec["port"])
+        sent = perf()
+        writer.write(request_maker({**spec, "stream": True})(0))
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        if status != 200:
+            body = await asyncio.wait_for(reader.read(300), 5)
+            return {"error": f"{status} {body[:120].decode(errors='replace')}".strip()}
+        times = []
+        async for event in read_events(reader, head):
+            if has_token(event):
+                times.append(perf() - sent)
+        return {"times": times} if times else {"error": "200 without a token event"}
+    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"[:160]}
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+async def streams(spec: dict[str, Any]) -> dict[str, Any]:
+    """`streams` concurrent streams, the i-th sent at i × spread ÷ streams seconds (spread 0: all at
+    once): time to the first token event (p50, p99), gap between token events (p50, p99), token events."""
+    n, spread = int(spec["streams"]), float(spec.get("spread", 0))
+    start = perf() + 0.05
+    tasks = [asyncio.wait_for(one_stream(spec, start + i * spread / n), STREAM_LIMIT_S) for i in range(n)]
+    got = await asyncio.gather(*tasks, return_exceptions=True)
+    done = [g for g in got if isinstance(g, dict) and "times" in g]
+    errors = [g["error"] if isinstance(g, dict) else f"{type(g).__name__} after {STREAM_LIMIT_S:g} s"
+              for g in got if not (isinstance(g, dict) and "times" in g)]
+    ttfts = [g["times"][0] for g in done]
+    gaps = [b - a for g in done for a, b in zip(g["times"], g["times"][1:])]
+    return {"ok": len(done), "failed": len(errors), "error": errors[0] if errors else None,
+            "chunks": sum(len(g["times"]) for g in done),
+            "ttft_p50": percentile(ttfts, 0.50), "ttft_p99": percentile(ttfts, 0.99),
+            "gap_p50": percentile(gaps, 0.50), "gap_p99": percentile(gaps, 0.99)}
+
+
 if __name__ == "__main__":
     import uvloop
 
-    print(json.dumps(uvloop.run(drive(json.loads(sys.argv[1])))))
+    spec = json.loads(sys.argv[1])
+    print(json.dumps(uvloop.run(streams(spec) if spec.get("streams") else drive(spec))))

@@ -3,7 +3,8 @@
 Ollama and OpenAI are the test fakes (tests/fakes) with their request log bounded; the router
 answers 200 to every reply and keeps only counts and the time of the last one (time.monotonic(),
 comparable across processes). Each also answers `GET /__bench/stats` and `POST /__bench/set`
-(knobs of the fake LLM: {"delay": 2.0}, {"token_delay": 0.01}).
+(knobs of the fake LLM: {"delay": 2.0}, {"token_delay": 0.02}, {"reply": "w0 w1 …"}: one streamed
+chunk per word).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from tests.fakes.asgi import is_http, read_body
 from tests.fakes.fake_ollama import FakeOllama
 from tests.fakes.fake_openai import FakeOpenAI
 
-SETTABLE = {"delay", "token_delay"}
+SETTABLE = {"delay", "token_delay", "reply"}
 
 
 class CountingRouter:

@@ -114,11 +114,12 @@ class Procs:
         self.workdir, self.server = workdir, server
         self.procs: list[Proc] = []
 
-    def start(self, name: str, argv: list[str], env: dict[str, str], cwd: Path, port: int, ready: str) -> Proc:
+    def start(self, name: str, argv: list[str], env: dict[str, str], cwd: Path, port: int, ready: str,
+              timeout: float = 30.0) -> Proc:
         proc = Proc(name, argv, env, cwd, port, self.workdir / f"{name}.log")
         self.procs.append(proc)
         try:
-            proc.wait_ready(ready)
+            proc.wait_ready(ready, timeout)
         except StartError:
             self.stop(proc)
             raise

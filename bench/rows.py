@@ -372,3 +372,12 @@ def openai(h: Harness) -> list[Row]:
 
 ROWS: dict[str, Callable[[Harness], list[Row]]] = {
     "ack": ack, "ack_pending": ack_pending, "e2e": e2e, "memory": memory, "openai": openai}
+
+
+def peers(h: Harness) -> list[Row]:
+    from bench.peer_rows import peers as measure  # it builds on this module
+
+    return measure(h)
+
+
+ROWS["peers"] = peers
