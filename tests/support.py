@@ -58,6 +58,12 @@ def running_app(settings: Settings, **app_options: Any) -> Iterator["AppHandle"]
         server.stop()
 
 
+def settled(app: "AppHandle") -> bool:
+    """Everything accepted is done: nothing queued, no worker busy, no reply waiting in the outbox."""
+    rt = app.runtime
+    return rt.queue.depth() == 0 and rt.workers.inflight == 0 and rt.outbox.depth() == 0
+
+
 class AppHandle:
     def __init__(self, app: Any, server: ServerThread) -> None:
         self.app = app

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from observability import metrics
-from tests.support import interaction_body, make_settings, running_app
+from tests.support import interaction_body, make_settings, running_app, settled
 from tests.waiting import wait_until
 
 
@@ -112,7 +112,7 @@ def test_channel_limit_caps_replies_per_minute(fake_ollama, fake_router):
         for i in range(6):
             app.post_interaction(interaction_body("hi", user_id=f"user{i}"))
         app.post_interaction(interaction_body("hi", user_id="elsewhere", entity_id="twitch:channel:1"))
-        wait_until(lambda: app.runtime.queue.depth() == 0 and app.runtime.workers.inflight == 0)
+        wait_until(lambda: settled(app))
         by_channel = [r["body"]["entity_id"] for r in fake_router.replies]
         assert by_channel.count("twitch:channel:789") == 3
         assert by_channel.count("twitch:channel:1") == 1

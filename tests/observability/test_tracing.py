@@ -19,7 +19,7 @@ from tests.fakes.asgi import is_http, read_body
 from tests.observability.spans import (CALLER, CALLER_SPAN_ID, CALLER_TRACE_ID, TRACEPARENT, TRACESTATE, Traced,
                                        attribute_text, hex_span, hex_trace, one, parent_id, traceparent_of)
 from tests.server_thread import ServerThread
-from tests.support import interaction_body, make_settings, running_app
+from tests.support import interaction_body, make_settings, running_app, settled
 from tests.waiting import wait_until
 from web.tracing import TracedRequests
 
@@ -302,7 +302,7 @@ def test_otlp_endpoint_exports_the_trace_and_flushes_at_shutdown(collector, fake
         assert app.runtime.tracing.on is True and tracing.enabled() is True
         accept(app, "hello there", CALLER)
         fake_router.wait_for_replies(1)
-        wait_until(lambda: app.runtime.workers.inflight == 0 and app.runtime.queue.depth() == 0)
+        wait_until(lambda: settled(app))
     # the app stopped: the batch processor was flushed and shut down, tracing is off again
     assert tracing.enabled() is False
     exported = collector.spans()
@@ -322,7 +322,7 @@ def test_the_service_name_and_the_traces_endpoint_as_given(collector, fake_ollam
     with running_app(settings) as app:
         accept(app, "hello there")
         fake_router.wait_for_replies(1)
-        wait_until(lambda: app.runtime.workers.inflight == 0 and app.runtime.queue.depth() == 0)
+        wait_until(lambda: settled(app))
     assert {path for path, _, _ in collector.exports} == {"/custom/spans"}
     assert {resource["service.name"] for resource, _ in collector.spans()} == {"aim-eu-1"}
 

@@ -6,7 +6,7 @@ import pytest
 
 from web import admin
 from tests.web.admin_support import ADMIN_KEY, AUTH, FERNET_KEY, recorded_logs
-from tests.support import interaction_body, make_settings, running_app
+from tests.support import interaction_body, make_settings, running_app, settled
 from tests.waiting import wait_until
 
 
@@ -64,7 +64,7 @@ def test_a_community_configuration_changes_how_its_interactions_are_processed(ap
     app.post_interaction(interaction_body("hello there", community_id=7))  # not a greeting for 7
     app.post_interaction(interaction_body("hello there", community_id=8))  # other communities: global
     fake_router.wait_for_replies(2)
-    wait_until(lambda: app.runtime.queue.depth() == 0 and app.runtime.workers.inflight == 0)
+    wait_until(lambda: settled(app))
     assert len(fake_router.replies) == 2
     assert fake_ollama.last_body["model"] == "llama3.2"
 
@@ -74,7 +74,7 @@ def test_a_community_cooldown_applies_to_that_community_only(app, fake_router):
     for community in (3, 3, 4, 4):
         app.post_interaction(interaction_body("hello", community_id=community))
     fake_router.wait_for_replies(3)
-    wait_until(lambda: app.runtime.queue.depth() == 0 and app.runtime.workers.inflight == 0)
+    wait_until(lambda: settled(app))
     assert len(fake_router.replies) == 3
 
 

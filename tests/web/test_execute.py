@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from observability import metrics
-from tests.support import interaction_body, make_settings, running_app
+from tests.support import interaction_body, make_settings, running_app, settled
 from tests.waiting import wait_until
 
 EXECUTE = "/api/v1/execute"
@@ -200,7 +200,7 @@ def test_a_reply_the_router_refused_is_not_history(fake_ollama, fake_router):
         fake_router.fail_status = 400
         app.post_interaction(interaction_body("hello there", user_id="u1"))
         wait_until(lambda: fake_router.attempts and fake_router.attempts[-1]["status"] == 400)
-        wait_until(lambda: app.runtime.workers.inflight == 0 and app.runtime.queue.depth() == 0)
+        wait_until(lambda: settled(app))
         fake_router.fail_status = None
         app.post_interaction(interaction_body("hello again", user_id="u1"))
         fake_router.wait_for_replies(1)

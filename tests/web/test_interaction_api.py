@@ -7,7 +7,7 @@ import json
 import pytest
 
 from observability import metrics
-from tests.support import interaction_body, make_settings, running_app
+from tests.support import interaction_body, make_settings, running_app, settled
 from tests.waiting import wait_until
 
 
@@ -129,7 +129,7 @@ def test_duplicate_message_id_is_acknowledged_but_answered_once(app, fake_router
     assert second.json()["data"]["interaction_id"] == first["data"]["interaction_id"]
     fake_router.wait_for_replies(1)
     assert outcome_count("duplicate") == before + 1
-    wait_until(lambda: app.runtime.workers.inflight == 0 and app.runtime.queue.depth() == 0)
+    wait_until(lambda: settled(app))
     assert len(fake_router.replies) == 1
 
 
