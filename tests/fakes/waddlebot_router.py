@@ -188,8 +188,10 @@ class WaddleBotRouter:
                                       max_retries: int = 3) -> Optional[dict[str, Any]]:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
             for attempt in range(max_retries):
+                # The published router sleeps 2**attempt s before a retry; the fake records that wait
+                # (`backoff_s` of the call retried) and retries at once: tests wait for calls, not clocks.
                 call: dict[str, Any] = {"url": f"{module_url}/api/v1/execute", "payload": payload,
-                                        "status": None, "body": None, "error": None}
+                                        "status": None, "body": None, "error": None, "backoff_s": None}
                 with self._lock:
                     self.module_calls.append(call)
                 try:
@@ -203,19 +205,19 @@ class WaddleBotRouter:
                             call["body"] = await response.json()
                             return call["body"]
                         if response.status == 429:
-                            await asyncio.sleep(2 ** attempt)
+                            call["backoff_s"] = 2 ** attempt
                             continue
                         return None
                 except asyncio.TimeoutError:
                     call["error"] = "timeout"
                     if attempt < max_retries - 1:
-                        await asyncio.sleep(2 ** attempt)
+                        call["backoff_s"] = 2 ** attempt
                         continue
                     return None
                 except Exception as exc:  # noqa: BLE001 - as published
                     call["error"] = repr(exc)
                     if attempt < max_retries - 1:
-                        await asyncio.sleep(2 ** attempt)
+                        call["backoff_s"] = 2 ** attempt
                         continue
                     return None
         return None
