@@ -19,17 +19,23 @@ MAX_ENTRY_LENGTH = 200
 _KEY = re.compile(r"[a-z][a-z0-9_\-]{0,63}")
 
 
+def _text_value(value: Any, opener: str, kind: str) -> Any:
+    """A variable's text as JSON when it starts with `opener`, else its comma-separated parts (a list);
+    a value that is not text (a PUT's JSON) as it is."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text.startswith(opener):
+        return [part.strip() for part in text.split(",") if part.strip()]
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not a JSON {kind}: {exc.msg}") from None
+
+
 def split_entries(value: Any) -> list[str]:
     """A variable's text as a list: JSON when it looks like a list, else comma-separated."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"not a JSON list: {exc.msg}") from None
-        else:
-            return [part.strip() for part in text.split(",") if part.strip()]
+    value = _text_value(value, "[", "list")
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
         raise ValueError("must be a list of strings")
     return [v.strip() for v in value if v.strip()]
@@ -57,23 +63,16 @@ def blocklist_entries(values: Iterable[str]) -> tuple[str, ...]:
 
 def model_by_trigger(value: Any) -> dict[str, str]:
     """`greeting=model,event=model` (or a JSON object / dict) as a checked dict."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("{"):
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"not a JSON object: {exc.msg}") from None
-        else:
-            pairs = {}
-            for part in (p.strip() for p in text.split(",")):
-                if not part:
-                    continue
-                key, sep, model = part.partition("=")
-                if not sep:
-                    raise ValueError(f"{part!r} is not trigger=model")
-                pairs[key] = model
-            value = pairs
+    was_text = isinstance(value, str)
+    value = _text_value(value, "{", "object")
+    if was_text and isinstance(value, list):  # the variable's trigger=model pairs
+        pairs = {}
+        for part in value:
+            key, sep, model = part.partition("=")
+            if not sep:
+                raise ValueError(f"{part!r} is not trigger=model")
+            pairs[key] = model
+        value = pairs
     if not isinstance(value, dict):
         raise ValueError("must be trigger=model pairs")
     out: dict[str, str] = {}

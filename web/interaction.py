@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import time
 
-from pydantic import ValidationError
-from quart import Blueprint, Response, current_app, g, request
+from quart import Blueprint, Response, g
 from quart_schema import document_request, document_response
 
-from web.auth import presented_key
-from web.errors import ApiError, check_content_type, from_validation_error
+from web.errors import ApiError
+from web.router_requests import router_request
 from interactions.model import Interaction, InteractionRequest
 from web.models import AcceptedResponse, ErrorResponse
 from web.state import runtime
@@ -38,21 +37,8 @@ def _timestamp() -> str:
 @document_response(ErrorResponse, 429)
 @document_response(ErrorResponse, 503)
 async def accept_interaction() -> tuple[Response, int]:
-    extensions = current_app.extensions
     rt = runtime()
-    keys = extensions["router_keys"]
-    # Read the (size-capped) body before any early answer: Hypercorn closes a keep-alive connection
-    # whose request body was left unread, and the router's next request on it would fail.
-    body = await request.get_data(cache=False)
-    if keys and not keys.matches(presented_key(request, "X-Service-Key")):
-        raise ApiError(401, "unauthorized", "Missing or invalid service key (X-Service-Key)")
-    if rt.draining:
-        raise ApiError(503, "shutting_down", "Service is shutting down", headers={"Retry-After": "5"})
-    check_content_type(request.mimetype)
-    try:
-        req = InteractionRequest.model_validate_json(body, context=extensions["limits"])
-    except ValidationError as exc:
-        raise from_validation_error(exc) from None
+    req = await router_request(InteractionRequest)
     interaction = Interaction(req, request_id=g.request_id, trace_context=tracing.carrier())
     try:
         enqueued = await rt.queue.enqueue(interaction)
