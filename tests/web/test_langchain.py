@@ -8,9 +8,8 @@ from langchain_core.messages import HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 
-from tests.support import make_settings, running_app
+from tests.web.completion_apps import KEY
 
-KEY = "test-key"
 
 
 @tool
@@ -24,16 +23,9 @@ def get_weather(city: str, days: int | None = None) -> str:
     return f"sunny in {city}"
 
 
-@pytest.fixture(params=["ollama", "waddleai"])
-def chat(request):
-    if request.param == "ollama":
-        fake = request.getfixturevalue("fake_ollama")
-        settings, model = make_settings(ollama=fake, valid_api_keys=KEY), "llama3.2"
-    else:
-        fake = request.getfixturevalue("fake_openai")
-        settings, model = make_settings(openai=fake, ai_provider="waddleai", valid_api_keys=KEY), "gpt-4o-mini"
-    with running_app(settings) as app:
-        yield ChatOpenAI(base_url=app.url + "/v1", api_key=KEY, model=model, max_retries=0), fake
+@pytest.fixture
+def chat(setup):
+    return ChatOpenAI(base_url=setup.app.url + "/v1", api_key=KEY, model=setup.model, max_retries=0), setup.fake
 
 
 @pytest.mark.parametrize("streaming", [False, True])

@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import openai
 import pytest
 
-from tests.fakes.fake_ollama import FakeUpstream
 from tests.support import make_settings, running_app
+from tests.web.completion_apps import AUTH, KEY
 
-KEY = "test-key"
-AUTH = {"Authorization": f"Bearer {KEY}"}
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "The weather in a city",
     "parameters": {"type": "object", "properties": {"city": {"type": "string", "description": "the city"},
@@ -37,43 +34,9 @@ SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}}, "requi
           "additionalProperties": False}
 
 
-@dataclass
-class Setup:
-    provider: str
-    model: str
-    fake: FakeUpstream
-    app: Any
-
-    def sdk(self) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.app.url + "/v1", api_key=KEY, max_retries=0)
-
-    def create(self, **kwargs: Any) -> Any:
-        with self.sdk() as sdk:
-            return sdk.chat.completions.create(model=self.model, **{"messages": ASK, **kwargs})
-
-
-@pytest.fixture(params=["ollama", "waddleai"])
-def setup(request) -> Setup:
-    if request.param == "ollama":
-        fake = request.getfixturevalue("fake_ollama")
-        settings, model = make_settings(ollama=fake, valid_api_keys=KEY), "llama3.2"
-    else:
-        fake = request.getfixturevalue("fake_openai")
-        settings, model = make_settings(openai=fake, ai_provider="waddleai", valid_api_keys=KEY), "gpt-4o-mini"
-    with running_app(settings) as app:
-        yield Setup(request.param, model, fake, app)
-
-
 @pytest.fixture
-def ollama(fake_ollama) -> Setup:
-    with running_app(make_settings(ollama=fake_ollama, valid_api_keys=KEY)) as app:
-        yield Setup("ollama", "llama3.2", fake_ollama, app)
-
-
-@pytest.fixture
-def waddleai(fake_openai) -> Setup:
-    with running_app(make_settings(openai=fake_openai, ai_provider="waddleai", valid_api_keys=KEY)) as app:
-        yield Setup("waddleai", "gpt-4o-mini", fake_openai, app)
+def ask() -> list[dict[str, Any]]:
+    return ASK
 
 
 # --- tools --------------------------------------------------------------------------------------------

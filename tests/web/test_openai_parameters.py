@@ -8,19 +8,14 @@ from __future__ import annotations
 
 import inspect
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import openai
 import pytest
 from openai.resources.chat.completions import Completions
 
-from tests.fakes.fake_ollama import FakeUpstream
-from tests.support import make_settings, running_app
 from web.openai_models import PASSED_ON
 
-KEY = "test-key"
-AUTH = {"Authorization": f"Bearer {KEY}"}
 ASK = [{"role": "user", "content": "What is new?"}]
 WEATHER_FN = {"name": "get_weather", "description": "The weather in a city",
               "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
@@ -53,40 +48,9 @@ LEGACY_HISTORY = [
 ]
 
 
-@dataclass
-class Setup:
-    provider: str
-    model: str
-    fake: FakeUpstream
-    app: Any
-
-    def sdk(self) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.app.url + "/v1", api_key=KEY, max_retries=0)
-
-    def create(self, **kwargs: Any) -> Any:
-        with self.sdk() as sdk:
-            return sdk.chat.completions.create(model=self.model, **{"messages": ASK, **kwargs})
-
-    def post(self, **body: Any) -> Any:
-        return self.app.http.post("/v1/chat/completions", json={"model": self.model, "messages": ASK, **body},
-                                  headers=AUTH)
-
-
 @pytest.fixture
-def ollama(fake_ollama) -> Setup:
-    with running_app(make_settings(ollama=fake_ollama, valid_api_keys=KEY)) as app:
-        yield Setup("ollama", "llama3.2", fake_ollama, app)
-
-
-@pytest.fixture
-def waddleai(fake_openai) -> Setup:
-    with running_app(make_settings(openai=fake_openai, ai_provider="waddleai", valid_api_keys=KEY)) as app:
-        yield Setup("waddleai", "gpt-4o-mini", fake_openai, app)
-
-
-@pytest.fixture(params=["ollama", "waddleai"])
-def setup(request) -> Setup:
-    return request.getfixturevalue(request.param)
+def ask() -> list[dict[str, Any]]:
+    return ASK
 
 
 def test_passed_on_is_every_other_parameter_of_the_sdk():
