@@ -105,3 +105,18 @@ def interaction_body(message: str = "hello there", **overrides: Any) -> dict[str
     }
     body.update(overrides)
     return body
+
+
+def docker_env_file(text: str) -> dict[str, str]:
+    """Docker's env-file rules (`docker run --env-file`, compose `env_file`): leading whitespace
+    dropped, `#` lines and blank lines skipped, the value everything after the first `=`, kept as is
+    (quotes, `#`, trailing spaces included)."""
+    values = {}
+    for raw in text.splitlines():
+        line = raw.lstrip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        assert sep, f"a line without '=' takes its value from the host environment: {raw!r}"
+        values[key] = value
+    return values

@@ -5,23 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from config.settings import Settings
-from tests.support import IsolatedSettings
+from tests.support import IsolatedSettings, docker_env_file
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def docker_env_file(text: str) -> dict[str, str]:
-    """Docker's env-file rules: leading whitespace dropped, `#` lines and blank lines skipped, the value
-    everything after the first `=`, kept as is (quotes, `#`, trailing spaces included)."""
-    values = {}
-    for raw in text.splitlines():
-        line = raw.lstrip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.partition("=")
-        assert sep, f"a line without '=' takes its value from the host environment: {raw!r}"
-        values[key] = value
-    return values
 
 
 def test_docker_literal_values_give_the_documented_defaults(monkeypatch):

@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.support import IsolatedSettings
+from tests.support import IsolatedSettings, docker_env_file
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -25,20 +25,6 @@ CORE_SERVICES = {"service", "postgres", "redis", "ollama", "prometheus", "grafan
 @pytest.fixture(scope="module")
 def compose() -> dict:
     return yaml.safe_load(COMPOSE_FILE.read_text())
-
-
-def read_env_file_literally(path: Path) -> dict[str, str]:
-    """What `docker run --env-file` does: KEY=VALUE per line, the value taken as written (quotes
-    included); blank lines and lines starting with # skipped."""
-    values: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        stripped = line.lstrip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        key, sep, value = stripped.partition("=")
-        assert sep, f"{path.name}: {line!r} is not KEY=VALUE"
-        values[key] = value
-    return values
 
 
 def env_files(compose: dict) -> list[Path]:
@@ -154,7 +140,7 @@ def test_prometheus_config_passes_promtool_and_scrapes_the_service(compose):
 
 def test_service_env_file_read_literally_gives_valid_settings(compose, monkeypatch):
     for path in env_files(compose):
-        values = read_env_file_literally(path)
+        values = docker_env_file(path.read_text(encoding="utf-8"))
         for key, value in values.items():
             assert value == value.strip(), f"{key}: surrounding spaces are kept by docker"
             assert not value[:1] in {'"', "'"} and not value[-1:] in {'"', "'"}, \

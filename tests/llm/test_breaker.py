@@ -9,20 +9,8 @@ import pytest
 from llm.types import ModelNotFound, ProviderError, ProviderUnavailable
 from observability import metrics
 from llm.breaker import CircuitBreaker, ModelBreakers
+from tests.llm.conftest import Clock
 from tests.waiting import async_wait_until
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture

@@ -22,19 +22,6 @@ MESSAGES = [{"role": "user", "content": "hi there"}]
 THRESHOLD = 3
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
 @pytest.fixture
 async def llm(fake_openai, clock):
     provider = WaddleAIProvider(fake_openai.url, "auto", timeout=5.0)
