@@ -5,8 +5,6 @@ context, and the service's env file read the way docker reads it (literally) int
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.support import IsolatedSettings, docker_env_file
+from tests.support import IsolatedSettings, docker_env_file, prometheus_tool
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -117,11 +115,7 @@ def test_grafana_provisioning_finds_the_datasource_and_the_dashboard(compose):
 
 
 def test_prometheus_config_passes_promtool_and_scrapes_the_service(compose):
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        if os.environ.get("REQUIRE_PROMTOOL"):
-            pytest.fail("promtool not found (apt-get install prometheus)")
-        pytest.skip("promtool not installed (apt-get install prometheus); .ci/run installs it")
+    promtool = prometheus_tool("promtool")
     config_file = DEPLOY / "prometheus" / "prometheus.yml"
     result = subprocess.run([promtool, "check", "config", str(config_file)], capture_output=True, text=True,
                             timeout=60)

@@ -6,8 +6,6 @@ HTTP API: each must parse, and the core panels must return data. Needs the `prom
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any, Iterator
@@ -20,7 +18,7 @@ from tests.fakes.fake_ollama import FakeOllama
 from tests.fakes.fake_router import FakeRouter
 from tests.fakes.llm_fixtures import run_fake
 from tests.server_thread import free_port
-from tests.support import interaction_body, make_settings, running_app
+from tests.support import interaction_body, make_settings, prometheus_tool, running_app
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,12 +39,7 @@ CORE_PANELS = {
 
 
 def prometheus_binary() -> str:
-    path = shutil.which("prometheus")
-    if path is None:
-        if os.environ.get("REQUIRE_PROMTOOL"):
-            pytest.fail("the prometheus server binary was not found (apt-get install prometheus)")
-        pytest.skip("prometheus not installed (apt-get install prometheus); .ci/run installs it")
-    return path
+    return prometheus_tool("prometheus")
 
 
 def dashboard_targets() -> list[tuple[str, str]]:

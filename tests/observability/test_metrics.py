@@ -7,9 +7,7 @@ between two scrapes of the running app, parsed with prometheus_client's own pars
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from llm.types import ChatRequest, ChatResult, ProviderError
 from observability import metrics
 from llm.breaker import CircuitBreaker
 from llm.service import LLMService
-from tests.support import interaction_body, make_settings, running_app
+from tests.support import interaction_body, make_settings, prometheus_tool, running_app
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -307,12 +305,7 @@ async def test_streamed_calls_record_time_to_first_token(fake_ollama):
 
 
 def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        if os.environ.get("REQUIRE_PROMTOOL"):
-            pytest.fail("promtool not found (apt-get install prometheus)")
-        pytest.skip("promtool not installed (apt-get install prometheus); .ci/run installs it")
-    return path
+    return prometheus_tool("promtool")
 
 
 def test_metrics_output_passes_promtool_check_metrics(app, fake_router):
