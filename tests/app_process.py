@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from tests.server_thread import free_port
-from tests.waiting import wait_until
+from tests.service_process import clean_environment, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,15 +26,7 @@ class AppProcess:
         return self.text().splitlines()
 
     def wait_up(self, timeout: float = 30) -> "AppProcess":
-        def up() -> bool:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"service exited early:\n{self.text()}")
-            try:
-                return httpx.get(f"{self.url}/health", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_until(up, timeout=timeout, message="service start")
+        wait_healthy(self.proc, self.url, self.text, timeout)
         return self
 
     def stop(self) -> None:
@@ -55,7 +44,7 @@ def start_app(tmp_path: Path, port: int | None = None, **env: str) -> AppProcess
     unless given. Ollama points at a closed port unless OLLAMA_PORT is given: no LLM running."""
     port = port or free_port()
     environment = {
-        **{k: v for k, v in os.environ.items() if not k.isupper() or k in ("PATH", "HOME", "LANG")},
+        **clean_environment(),
         "MODULE_PORT": str(port), "MODULE_HOST": "127.0.0.1", "OLLAMA_HOST": "127.0.0.1",
         "OLLAMA_PORT": str(free_port()), "SHUTDOWN_GRACE_S": "5", **env,
     }

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlparse
 
 import httpx
@@ -23,12 +24,31 @@ SERVERS = {
 }
 
 
+def clean_environment() -> dict[str, str]:
+    """This process's environment without its upper-case variables (a developer's settings), PATH,
+    HOME and LANG kept: a started service gets only the variables a test gives it."""
+    return {k: v for k, v in os.environ.items() if not k.isupper() or k in ("PATH", "HOME", "LANG")}
+
+
+def wait_healthy(proc: subprocess.Popen, url: str, output: Callable[[], str], timeout: float = 30) -> None:
+    """Wait until the service at `url` answers /health; fail with its `output` if it exits first."""
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"service exited early:\n{output()}")
+        try:
+            return httpx.get(f"{url}/health", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_until(up, timeout=timeout, message="service start")
+
+
 def start_service(server: str, fake_ollama, fake_router, **env: str) -> tuple[subprocess.Popen, str]:
     """Start the service on a free port and wait for /health; returns the process and its URL."""
     port = free_port()
     parsed = urlparse(fake_ollama.url)
     environment = {
-        **{k: v for k, v in os.environ.items() if not k.isupper() or k in ("PATH", "HOME", "LANG")},
+        **clean_environment(),
         "MODULE_PORT": str(port), "MODULE_HOST": "127.0.0.1",
         "OLLAMA_HOST": parsed.hostname, "OLLAMA_PORT": str(parsed.port),
         "ROUTER_API_URL": fake_router.base_url, "USER_COOLDOWN_S": "0",
@@ -39,13 +59,5 @@ def start_service(server: str, fake_ollama, fake_router, **env: str) -> tuple[su
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
 
-    def up() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"service exited early:\n{proc.stdout.read()}")
-        try:
-            return httpx.get(f"{url}/health", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    wait_until(up, timeout=30, message="service start")
+    wait_healthy(proc, url, proc.stdout.read)
     return proc, url
