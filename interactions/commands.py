@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from config.settings import Settings, command_name
 from interactions.fallbacks import FALLBACK_NAME
 from interactions.model import (
-    COMMUNITY_ID_MAX, NO_NUL, UNKNOWN_PLATFORM, Interaction, InteractionRequest, check_metadata,
+    COMMUNITY_ID_MAX, NO_NUL, UNKNOWN_PLATFORM, Interaction, InteractionRequest, check_metadata, check_platform,
 )
 from interactions.outcomes import record_outcome
 from interactions.reply import COMMAND_TRIGGER, Answer, ReplyPipeline
@@ -80,13 +80,7 @@ class ExecuteRequest(BaseModel):
     @field_validator("platform")
     @classmethod
     def _known_platform(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None:
-            return None
-        value = value.lower()
-        allowed = (info.context or {}).get("platforms")
-        if allowed is not None and value not in allowed:
-            raise ValueError(f"must be one of: {', '.join(sorted(allowed))}")
-        return value
+        return None if value is None else check_platform(value, info)
 
     @field_validator("metadata", mode="before")
     @classmethod

@@ -31,6 +31,15 @@ NO_NUL = r"^[^\x00]*$"
 _metadata_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
+def check_platform(value: str, info: ValidationInfo) -> str:
+    """A platform, lower-cased, among the configured PLATFORMS (the validation context's `platforms`)."""
+    value = value.lower()
+    allowed = (info.context or {}).get("platforms")
+    if allowed is not None and value not in allowed:
+        raise ValueError(f"must be one of: {', '.join(sorted(allowed))}")
+    return value
+
+
 def check_metadata(value: Any) -> Any:
     """A `metadata` object's rules (≤ 4 KiB as JSON, no NaN/Infinity, no NUL); None is `{}`."""
     if value is None:
@@ -78,11 +87,7 @@ class InteractionRequest(BaseModel):
     @field_validator("platform")
     @classmethod
     def _known_platform(cls, value: str, info: ValidationInfo) -> str:
-        value = value.lower()
-        allowed = (info.context or {}).get("platforms")
-        if allowed is not None and value not in allowed:
-            raise ValueError(f"must be one of: {', '.join(sorted(allowed))}")
-        return value
+        return check_platform(value, info)
 
     @field_validator("message_content")
     @classmethod
