@@ -2,9 +2,14 @@
 
 One long-lived `AsyncOpenAI` client on the SDK's aiohttp client (llm/http.py); its retries are off
 (`max_retries=0`): the service owns retries and the breaker. `base_url` is the proxy root
-(`/healthz` lives there); the API is under `<root>/v1`. Calls are `chat.completions.create()`,
-streamed ones too (`stream=True` gives the SDK's `AsyncStream` of typed chunks; it reads the SSE
-and raises on an in-band error event). Without WADDLEAI_API_KEY no Authorization header is sent.
+(`/healthz` lives there); the API is under `<root>/v1`. Calls are `chat.completions.create()` with
+its typed parameters, streamed ones too, through the SDK's documented raw-response option
+(`with_raw_response`): the answer is `parse(to=dict)`, the stream `parse(to=AsyncStream[object])`
+(the SDK still reads the SSE, raises on an in-band error event and maps HTTP errors). This module
+reads the JSON objects the proxy sent, instead of having the SDK build a typed object for every
+answer and chunk that would only be dumped back to JSON for the caller: that construction and
+dump were a third of the CPU of a relayed chunk (BENCHMARKS.md "Where the time goes").
+Without WADDLEAI_API_KEY no Authorization header is sent.
 
 Real proxies differ (docs/design.md "Real OpenAI-compatible proxies"): WADDLEAI_EXTRA_HEADERS go
 on every call (chat, stream, model listing, health), e.g. Portkey's `x-portkey-provider`; health is
@@ -38,6 +43,9 @@ PASSED_THROUGH = ("temperature", "max_tokens", "max_completion_tokens", "top_p",
 # The answer's fields this module reads itself; the others are relayed as sent (ChatResult.*_extra).
 MESSAGE_CORE = frozenset({"role", "content", "tool_calls"})
 COMPLETION_CORE = frozenset({"id", "object", "created", "model", "choices", "usage", "obfuscation"})
+# Streamed chunks as the JSON objects the proxy sent: the SDK reads the SSE and raises on an in-band
+# error event, but builds no typed object per chunk (llm/waddleai.py module note)
+UntypedChunks = openai.AsyncStream[object]
 NO_KEY = "no-key"  # the SDK wants a key; with it, the Authorization header is dropped per call
 HEALTHZ, MODELS = "/healthz", "/v1/models"  # health routes: the first, else (404) the second
 
@@ -78,25 +86,49 @@ def _text(value: Any) -> str:
     raise TypeError(f"content is {type(value).__name__}, not a string")
 
 
-def _dumped(items: Any) -> list[dict[str, Any]] | None:
-    """The SDK's typed objects back as the JSON the proxy sent (fields it did not send left out)."""
-    return [item.model_dump(mode="json", exclude_unset=True) for item in items] if items else None
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return value
+    raise TypeError(f"{what} is {type(value).__name__}, not an object")
 
 
-def _logprobs(value: Any) -> dict[str, Any] | None:
-    return value.model_dump(mode="json", exclude_unset=True) if value is not None else None
-
-
-def _extra(item: Any, core: frozenset[str]) -> dict[str, Any] | None:
-    """An SDK object's non-null fields beyond `core`, as the upstream sent them (its own too)."""
-    if item is None:
+def _objects(value: Any, what: str) -> list[dict[str, Any]] | None:
+    """A list of JSON objects as the proxy sent it (None when missing or empty)."""
+    if not value:
         return None
-    sent = item.model_dump(mode="json", exclude_unset=True, exclude=core)
-    return {k: v for k, v in sent.items() if v is not None} or None
+    if isinstance(value, list) and all(isinstance(item, dict) for item in value):
+        return value
+    raise TypeError(f"{what} is not a list of objects")
+
+
+def _optional_object(value: Any, what: str) -> dict[str, Any] | None:
+    return None if value is None else _object(value, what)
+
+
+def _extra(item: dict[str, Any] | None, core: frozenset[str]) -> dict[str, Any] | None:
+    """The non-null fields of an answer's object beyond `core`, as the upstream sent them (its own too)."""
+    if not item:
+        return None
+    return {k: v for k, v in item.items() if k not in core and v is not None} or None
 
 
 def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _tokens(usage: Any) -> tuple[int, int]:
+    if not isinstance(usage, dict):
+        return 0, 0
+    return _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+
+
+def _first_choice(answer: dict[str, Any]) -> dict[str, Any] | None:
+    choices = answer.get("choices")
+    if not choices:
+        return None
+    if not isinstance(choices, list):
+        raise TypeError("choices is not a list")
+    return _object(choices[0], "choices[0]")
 
 
 class WaddleAIProvider:
@@ -152,16 +184,20 @@ class WaddleAIProvider:
         model = request.model or self.default_model
         try:
             async with asyncio.timeout(self.timeout):
-                completion = await self._client.chat.completions.create(**self._params(request, model))
-            choice = completion.choices[0]
-            usage = completion.usage
+                raw = await self._client.chat.completions.with_raw_response.create(**self._params(request, model))
+            answer = _object(raw.parse(to=dict), "the answer")
+            choice = _first_choice(answer)
+            if choice is None:
+                raise IndexError("the answer has no choices")
+            message = _object(choice.get("message"), "choices[0].message")
+            prompt, completion = _tokens(answer.get("usage"))
             return ChatResult(
-                text=_text(choice.message.content), model=completion.model or model, provider=NAME,
-                prompt_tokens=_count(usage.prompt_tokens) if usage else 0,
-                completion_tokens=_count(usage.completion_tokens) if usage else 0,
-                finish_reason=choice.finish_reason or "stop",
-                tool_calls=_dumped(choice.message.tool_calls), logprobs=_logprobs(choice.logprobs),
-                message_extra=_extra(choice.message, MESSAGE_CORE), completion_extra=_extra(completion, COMPLETION_CORE),
+                text=_text(message.get("content")), model=answer.get("model") or model, provider=NAME,
+                prompt_tokens=prompt, completion_tokens=completion,
+                finish_reason=choice.get("finish_reason") or "stop",
+                tool_calls=_objects(message.get("tool_calls"), "tool_calls"),
+                logprobs=_optional_object(choice.get("logprobs"), "logprobs"),
+                message_extra=_extra(message, MESSAGE_CORE), completion_extra=_extra(answer, COMPLETION_CORE),
             )
         except Exception as exc:
             raise _map_error(exc, model) from exc
@@ -171,31 +207,31 @@ class WaddleAIProvider:
         model = request.model or self.default_model
         try:  # connect and get the response head under the overall timeout
             async with asyncio.timeout(self.timeout):
-                chunks = await self._client.chat.completions.create(
+                raw = await self._client.chat.completions.with_raw_response.create(
                     **self._params(request, model), stream=True, stream_options={"include_usage": True})
+            chunks = raw.parse(to=UntypedChunks)
         except Exception as exc:
             raise _map_error(exc, model) from exc
         finish: str | None = None
         answered_model, prompt, completion = model, 0, 0
         try:
-            iterator = chunks.__aiter__()
             while True:
                 try:
-                    chunk = await anext(iterator, None)
+                    chunk = await anext(chunks, None)
                     if chunk is None:
                         break
-                    answered_model = chunk.model or answered_model
-                    if chunk.usage:
-                        prompt = _count(chunk.usage.prompt_tokens)
-                        completion = _count(chunk.usage.completion_tokens)
-                    choice = chunk.choices[0] if chunk.choices else None
-                    delta = choice.delta if choice else None
-                    piece = StreamChunk(text=_text(delta.content) if delta else "", model=answered_model,
-                                        tool_calls=_dumped(delta.tool_calls) if delta else None,
-                                        logprobs=_logprobs(choice.logprobs) if choice else None,
+                    chunk = _object(chunk, "a chunk")
+                    answered_model = chunk.get("model") or answered_model
+                    if chunk.get("usage"):
+                        prompt, completion = _tokens(chunk["usage"])
+                    choice = _first_choice(chunk)
+                    delta = _optional_object(choice.get("delta"), "delta") if choice else None
+                    piece = StreamChunk(text=_text(delta.get("content")) if delta else "", model=answered_model,
+                                        tool_calls=_objects(delta.get("tool_calls"), "tool_calls") if delta else None,
+                                        logprobs=_optional_object(choice.get("logprobs"), "logprobs") if choice else None,
                                         delta_extra=_extra(delta, MESSAGE_CORE),
                                         chunk_extra=_extra(chunk, COMPLETION_CORE))
-                    finish = (choice.finish_reason if choice else None) or finish
+                    finish = (choice.get("finish_reason") if choice else None) or finish
                 except Exception as exc:
                     raise _map_error(exc, model) from exc
                 if piece.has_output:
