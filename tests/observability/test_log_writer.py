@@ -84,6 +84,23 @@ def test_lines_reach_the_stream_in_order(stream):
     writer.close()
 
 
+def test_a_line_waits_for_the_next_pass_and_a_full_batch_wakes_the_writer_at_once(stream):
+    writer = LineWriter(stream, interval_s=3600, batch_lines=3)  # no timed pass during the test
+    writer.write("a\n")
+    writer.write("b\n")
+    writer.write("c\n")  # the batch is full: the writer wakes now, not in an hour
+    wait_for(lambda: len(stream.lines()) == 3)
+    assert stream.writes == 1  # a and b did not wake it: all three went out together
+    writer.close()
+
+
+def test_a_lone_line_goes_out_with_the_next_timed_pass(stream):
+    writer = LineWriter(stream, interval_s=0.01, batch_lines=1000)
+    writer.write("alone\n")
+    wait_for(lambda: stream.lines() == ["alone"])
+    writer.close()
+
+
 def test_lines_waiting_together_are_written_in_one_call(stream):
     writer = blocked_writer(stream, "first\n")
     for i in range(100):
