@@ -39,13 +39,17 @@ INTERACTION_TEMPLATE = (
 INTERACTION_ARGS = ("run", "n", "u", "c", "u", "u", "text", "run", "n", "c", "run", "n")
 
 OPENAI_MODEL = "gpt-4o-mini"
+# The streaming rows' answers: this many one-word chunks, this far apart (the fake's token_delay)
+STREAM_CHUNKS, STREAM_GAP_S = 100, 0.02
+STREAM_REPLY = " ".join(f"w{i}" for i in range(STREAM_CHUNKS))
+OPENAI_MESSAGES = [{"role": "system", "content": "You are a helpful assistant in a stream chat."},
+                   {"role": "user", "content": "Write one short sentence about penguins."}]
 
 
 def openai_body(stream: bool = False) -> bytes:
     body: dict[str, object] = {
         "model": OPENAI_MODEL,
-        "messages": [{"role": "system", "content": "You are a helpful assistant in a stream chat."},
-                     {"role": "user", "content": "Write one short sentence about penguins."}],
+        "messages": OPENAI_MESSAGES,
         "max_tokens": 64, "temperature": 0.7,
     }
     if stream:

@@ -20,9 +20,8 @@ from bench.load import run_driver
 from bench.peers import Side, litellm, portkey
 from bench.rows import AUTH, OPENAI_ENV, OPENAI_PATH, Harness, Row, med
 
-CHUNKS, CHUNK_GAP = 100, 0.02
+CHUNKS, CHUNK_GAP, REPLY = payloads.STREAM_CHUNKS, payloads.STREAM_GAP_S, payloads.STREAM_REPLY  # a chunk per word
 STREAM_S = CHUNKS * CHUNK_GAP
-REPLY = " ".join(f"w{i}" for i in range(CHUNKS))  # one streamed chunk per word
 NAN = float("nan")
 METHOD = ("TTFT = to the first token chunk; added = side − fake direct per round; ratios = service ÷ best peer "
           "(ratio of medians; — when the best peer adds ≤ 0.05 ms or no peer streamed); CPU from /proc in 10 ms "

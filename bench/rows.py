@@ -380,4 +380,11 @@ def peers(h: Harness) -> list[Row]:
     return measure(h)
 
 
+def floors(h: Harness) -> list[Row]:
+    from bench.floor_rows import floors as measure  # it builds on this module
+
+    return measure(h)
+
+
 ROWS["peers"] = peers
+ROWS["floors"] = floors
