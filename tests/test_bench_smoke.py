@@ -30,3 +30,24 @@ def test_bench_smoke_run_prints_the_ack_row(tmp_path):
     assert row in output.read_text()
     [saved] = json.loads(raw.read_text())
     assert saved["name"] == "ack" and len(saved["figures"]["new"]) == 1
+
+
+def test_bench_smoke_run_prints_the_floor_rows(tmp_path):
+    """The floors rows: the service's CPU per completion and per relayed chunk beside the bare app's
+    and each upstream client's, all measured (bench/clients.py runs each client in its own process)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--only", "floors", "--generator", "python"],
+        cwd=ROOT, capture_output=True, text=True, timeout=170,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| floors: ")]
+    assert len(rows) == 2, proc.stdout[-3000:]
+    call, chunk = ([cell.strip() for cell in row.strip().strip("|").split("|")] for row in rows)
+    assert re.fullmatch(r"[\d,]+ µs per request", call[1]), call
+    assert re.search(r"bare Quart app under hypercorn, a small JSON request: [\d,]+ µs; openai SDK as the service "
+                     r"calls it \(with_raw_response\): [\d,]+ µs per call; openai SDK typed create\(\): [\d,]+ µs "
+                     r"per call; aiohttp ClientSession: [\d,]+ µs per call$", call[2]), call
+    assert re.fullmatch(r"[\d,]+ µs per chunk", chunk[1]), chunk
+    assert re.search(r"chunks from a timer: [\d,]+ µs written; .*: [\d,]+ µs read; aiohttp: [\d,]+ µs read$",
+                     chunk[2]), chunk
+    assert all(re.fullmatch(r"\d+\.\d\d× \(bare app \+ SDK\)", row[3]) for row in (call, chunk))
