@@ -123,7 +123,11 @@ async def test_proxy_environment_is_honoured_with_no_proxy_for_loopback(fake_ope
         await provider.aclose()
 
 
-@pytest.mark.parametrize("body", [b'{"choices": [{"message": {"content": 42}}]}', b'{"choices": []}', b"[1, 2]"])
+@pytest.mark.parametrize("body", [
+    b'{"choices": [{"message": {"content": 42}}]}', b'{"choices": []}', b"[1, 2]", b'{"choices": {"0": {}}}',
+    b'{"choices": [{"message": "hi"}]}', b'{"choices": [{"message": {"content": "hi", "tool_calls": "x"}}]}',
+    b'{"choices": [{"message": {"content": "hi", "tool_calls": [1]}}]}',
+    b'{"choices": [{"message": {"content": "hi"}, "logprobs": [1]}]}'])
 async def test_wrong_shapes_are_garbage(provider, fake_openai, body, monkeypatch):
     async def respond(self, send, status, data, content_type="application/json"):
         await type(self).start(send, status, content_type)
@@ -131,6 +135,21 @@ async def test_wrong_shapes_are_garbage(provider, fake_openai, body, monkeypatch
     monkeypatch.setattr(type(fake_openai), "respond", respond)
     with pytest.raises(ProviderError) as info:
         await provider.chat(ChatRequest(MESSAGES))
+    assert info.value.kind == "garbage"
+
+
+@pytest.mark.parametrize("event", [
+    b"[1, 2]", b'{"choices": [7]}', b'{"choices": [{"delta": "text"}]}', b'{"choices": [{"delta": {"content": 42}}]}',
+    b'{"choices": [{"delta": {"tool_calls": "x"}}]}', b'{"choices": [{"delta": {}, "logprobs": "x"}]}'])
+async def test_wrong_chunk_shapes_are_garbage(provider, fake_openai, event, monkeypatch):
+    """Chunks are read as the JSON the proxy sent (no typed model in between): a chunk of the wrong
+    shape is a garbage answer, never an exception of another kind or a silently empty piece."""
+    async def stream(self, send, model, include_usage, fault, body=None):
+        await self.start(send, 200, "text/event-stream")
+        await self.chunk(send, b"data: " + event + b"\n\ndata: [DONE]\n\n", more=False)
+    monkeypatch.setattr(type(fake_openai), "_stream", stream)
+    with pytest.raises(ProviderError) as info:
+        await collect(provider, ChatRequest(MESSAGES))
     assert info.value.kind == "garbage"
 
 
