@@ -7,8 +7,8 @@ its typed parameters, streamed ones too, through the SDK's documented raw-respon
 (`with_raw_response`): the answer is `parse(to=dict)`, the stream `parse(to=AsyncStream[object])`
 (the SDK still reads the SSE, raises on an in-band error event and maps HTTP errors). This module
 reads the JSON objects the proxy sent, instead of having the SDK build a typed object for every
-answer and chunk that would only be dumped back to JSON for the caller: that construction and
-dump were a third of the CPU of a relayed chunk (BENCHMARKS.md "Where the time goes").
+answer and chunk that would only be dumped back to JSON for the caller: that construction and dump
+cost 37–46 % of the CPU of a relayed chunk (BENCHMARKS.md, "Changes measured against 288b3c9").
 Without WADDLEAI_API_KEY no Authorization header is sent.
 
 Real proxies differ (docs/design.md "Real OpenAI-compatible proxies"): WADDLEAI_EXTRA_HEADERS go
