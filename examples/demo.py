@@ -47,7 +47,7 @@ def service_env(port: int, llm: FakeLLM, router: ReplyRouter) -> dict[str, str]:
         "MODULE_HOST": "127.0.0.1", "MODULE_PORT": str(port), "LOG_LEVEL": "WARNING",
         "AI_PROVIDER": "ollama", "FALLBACK_PROVIDER": "", "OLLAMA_HOST": llm.host,
         "OLLAMA_PORT": str(llm.port), "OLLAMA_USE_TLS": "false", "OLLAMA_MODEL": "llama3.2",
-        "ROUTER_API_URL": router.base_url, "ROUTER_PROTOCOL": "contract", "ROUTER_API_KEY": "",
+        "ROUTER_API_URL": router.url, "ROUTER_PROTOCOL": "contract", "ROUTER_API_KEY": "",
         "ROUTER_SERVICE_KEY": ROUTER_KEY, "ADMIN_API_KEYS": ADMIN_KEY,
         "DATABASE_URL": "", "REDIS_URL": "", "OTEL_EXPORTER_OTLP_ENDPOINT": "",
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "",
@@ -92,7 +92,7 @@ def main() -> int:
     llm, router = FakeLLM().start(), ReplyRouter().start()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    print(f"fake LLM on {llm.url}, replies to {router.base_url}, starting the service on {url} …", flush=True)
+    print(f"fake LLM on {llm.url}, replies to {router.url}, starting the service on {url} …", flush=True)
     with tempfile.TemporaryFile("w+", encoding="utf-8") as log:
         proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=service_env(port, llm, router),
                                 stdout=log, stderr=subprocess.STDOUT, text=True)

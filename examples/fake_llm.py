@@ -16,8 +16,10 @@ import re
 import threading
 import time
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from examples.loopback import LoopbackServer
 
 MODEL = "llama3.2:latest"
 
@@ -145,45 +147,18 @@ class _Handler(BaseHTTPRequestHandler):
         return line
 
 
-class FakeLLM:
+class FakeLLM(LoopbackServer):
     """The server on its own thread: `start()`, `url`, `calls`, `stop()`."""
 
-    class _Server(ThreadingHTTPServer):
-        daemon_threads = True
-        owner: "FakeLLM"
-
     def __init__(self, host: str = "127.0.0.1", port: int = 0, word_delay: float = 0.02) -> None:
+        super().__init__(_Handler, "fake-llm", host, port)
         self.word_delay = word_delay
-        self._server = self._Server((host, port), _Handler)
-        self._server.owner = self
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-llm", daemon=True)
         self._lock = threading.Lock()
         self.calls = 0
-
-    @property
-    def host(self) -> str:
-        return self._server.server_address[0]
-
-    @property
-    def port(self) -> int:
-        return self._server.server_address[1]
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     def count_call(self) -> None:
         with self._lock:
             self.calls += 1
-
-    def start(self) -> "FakeLLM":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
 
 def main() -> None:

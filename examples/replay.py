@@ -29,11 +29,13 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
+
+from examples.loopback import LoopbackServer
 
 DEFAULT_URL = "http://127.0.0.1:8005"
 DEFAULT_CHAT = Path(__file__).with_name("chat.jsonl")
@@ -64,25 +66,14 @@ class _RouterHandler(BaseHTTPRequestHandler):
         self.wfile.write(answer)
 
 
-class ReplyRouter:
+class ReplyRouter(LoopbackServer):
     """A stand-in router on loopback: records every reply posted to `/responses` by its key."""
 
-    class _Server(ThreadingHTTPServer):
-        daemon_threads = True
-        owner: "ReplyRouter"
-
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._server = self._Server((host, port), _RouterHandler)
-        self._server.owner = self
-        self._thread = threading.Thread(target=self._server.serve_forever, name="reply-router", daemon=True)
+        super().__init__(_RouterHandler, "reply-router", host, port)
         self._arrived = threading.Condition()
         self.replies: dict[str, dict[str, Any]] = {}
         self.received: list[dict[str, Any]] = []  # every body, in arrival order
-
-    @property
-    def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
 
     def record(self, key: str, body: dict[str, Any]) -> None:
         with self._arrived:
@@ -96,15 +87,6 @@ class ReplyRouter:
             self._arrived.wait_for(lambda: key in self.replies or time.monotonic() >= deadline,
                                    timeout=max(0.0, deadline - time.monotonic()))
             return self.replies.get(key)
-
-    def start(self) -> "ReplyRouter":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
 
 # --- the replay ---------------------------------------------------------------------------------
@@ -246,7 +228,7 @@ def run(replayer: Replayer, lines: list[dict[str, Any]], dry_run: bool, router: 
     """Replay and print each line as soon as its fate is known; returns the results."""
     out = out or sys.stdout
     results = []
-    mode = "dry run (nothing posted)" if dry_run else f"live, replies to {router.base_url if router else '?'}"
+    mode = "dry run (nothing posted)" if dry_run else f"live, replies to {router.url if router else '?'}"
     print(f"Replaying {len(lines)} lines against {replayer.url}: {mode}", file=out, flush=True)
     print(f"{'#':>3}   {'status':<13} {'trigger':<9} {'lng':<3} line", file=out)
     steps = replayer.dry_run(lines) if dry_run else replayer.live(lines, router)  # type: ignore[arg-type]

@@ -30,17 +30,18 @@ def clean_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.isupper() or k in ("PATH", "HOME", "LANG")}
 
 
-def wait_healthy(proc: subprocess.Popen, url: str, output: Callable[[], str], timeout: float = 30) -> None:
-    """Wait until the service at `url` answers /health; fail with its `output` if it exits first."""
+def wait_healthy(proc: subprocess.Popen, url: str, output: Callable[[], str], timeout: float = 30,
+                 path: str = "/health", name: str = "service", interval: float = 0.01) -> None:
+    """Wait until the process serving `url` answers 200 on `path`; fail with its `output` if it exits first."""
     def up() -> bool:
         if proc.poll() is not None:
-            raise AssertionError(f"service exited early:\n{output()}")
+            raise AssertionError(f"{name} exited with {proc.returncode}:\n{output()}")
         try:
-            return httpx.get(f"{url}/health", timeout=1).status_code == 200
+            return httpx.get(f"{url}{path}", timeout=2).status_code == 200
         except httpx.TransportError:
             return False
 
-    wait_until(up, timeout=timeout, message="service start")
+    wait_until(up, timeout=timeout, interval=interval, message=f"{name} to answer {path}")
 
 
 def start_service(server: str, fake_ollama, fake_router, **env: str) -> tuple[subprocess.Popen, str]:

@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import httpx
 import pytest
 
 from tests.fakes.fake_openai import FakeOpenAI
 from tests.fakes.llm_fixtures import run_fake
 from tests.server_thread import free_port
-from tests.waiting import wait_until
+from tests.service_process import wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 LITELLM = os.environ.get("LITELLM_BIN") or str(ROOT / ".venv-litellm" / "bin" / "litellm")
@@ -89,16 +88,9 @@ def litellm_proxy(tmp_path_factory, echo_upstream) -> Iterator[LiteLLMProxy]:
                                 start_new_session=True)  # its own process group: stopped as a whole
     proxy = LiteLLMProxy(f"http://127.0.0.1:{port}", log, echo_upstream)
 
-    def ready() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"LiteLLM exited with {proc.returncode}:\n{proxy.log_tail()}")
-        try:
-            return httpx.get(f"{proxy.url}/health/liveliness", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
     try:
-        wait_until(ready, timeout=READY_S, interval=0.2, message="the LiteLLM proxy to answer")
+        wait_healthy(proc, proxy.url, proxy.log_tail, READY_S, path="/health/liveliness", name="the LiteLLM proxy",
+                     interval=0.2)
         yield proxy
     finally:  # SIGTERM, then SIGKILL: uvicorn's graceful stop would wait for mock-hang's sleeping request
         os.killpg(proc.pid, signal.SIGTERM)
