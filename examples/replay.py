@@ -75,6 +75,11 @@ class ReplyRouter(LoopbackServer):
         self.replies: dict[str, dict[str, Any]] = {}
         self.received: list[dict[str, Any]] = []  # every body, in arrival order
 
+    @property
+    def base_url(self) -> str:
+        """The name the tests' helpers read a router's address by (tests/support.py, as for their fakes)."""
+        return self.url
+
     def record(self, key: str, body: dict[str, Any]) -> None:
         with self._arrived:
             self.received.append(body)
