@@ -4,7 +4,7 @@ Ollama and OpenAI are the test fakes (tests/fakes) with their request log bounde
 answers 200 to every reply and keeps only counts and the time of the last one (time.monotonic(),
 comparable across processes). Each also answers `GET /__bench/stats` and `POST /__bench/set`
 (knobs of the fake LLM: {"delay": 2.0}, {"token_delay": 0.02}, {"reply": "w0 w1 …"}: one streamed
-chunk per word).
+chunk per word; it answers the knobs' previous values, {"previous": {…}}).
 """
 
 from __future__ import annotations
@@ -56,8 +56,11 @@ class Controlled:
             if set(changes) - SETTABLE:
                 await respond(send, 400, {"unknown": sorted(set(changes) - SETTABLE)})
                 return
+            previous = {key: getattr(self.fake, key) for key in changes}
             for key, value in changes.items():
                 setattr(self.fake, key, value)
+            await respond(send, 200, {"previous": previous})
+            return
         if scope["path"].startswith("/__bench/"):
             await respond(send, 200, {"calls": self.fake.calls,
                                       "last_reply_at": getattr(self.fake, "last_reply_at", None)})

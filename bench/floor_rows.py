@@ -14,13 +14,12 @@ framework's or the upstream client's:
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 from functools import partial
 from typing import Any
 
 from bench import payloads
-from bench.load import run_driver
+from bench.load import streamed
 from bench.procs import PYTHON, ROOT, Proc, clean_env
 from bench.rows import AUTH, OPENAI_ENV, OPENAI_PATH, Harness, Row, med
 
@@ -37,17 +36,16 @@ def run_clients(spec: dict[str, Any]) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def streamed_cpu(proc: Proc, spec: dict[str, Any]) -> dict[str, Any]:
-    cpu = proc.cpu()
-    res = run_driver({**spec, "port": proc.port})
+def all_streamed(proc: Proc, spec: dict[str, Any]) -> dict[str, Any]:
+    res = streamed(proc, spec)
     if res["failed"]:
         raise RuntimeError(f"{res['failed']} streams failed: {res['error']}")
-    res["cpu_us"] = (proc.cpu() - cpu) / res["chunks"] * 1e6 if res["chunks"] else math.nan
     return res
 
 
-def cpu(results: list[dict[str, Any]]) -> float:
-    return med([r["cpu_us"] for r in results])
+def cpu(results: list[dict[str, Any]], key: str = "cpu_us") -> float:
+    """The median over rounds of a side's CPU per call (`cpu_us`) or per chunk (`cpu_chunk_us`)."""
+    return med([r[key] for r in results])
 
 
 def floors(h: Harness) -> list[Row]:
@@ -66,34 +64,35 @@ def floors(h: Harness) -> list[Row]:
                           "bare": partial(h.load, bare, {"kind": "interaction", "connections": 1}),
                           **{c: partial(run_clients, {"url": fake.url, "client": c, "mode": "call", "count": count})
                              for c in CLIENTS}}, "floors calls")
-        h.set_fake("openai", token_delay=payloads.STREAM_GAP_S, reply=payloads.STREAM_REPLY)
         streams = 2 if h.s.rounds == 1 and h.s.duration < 1 else STREAMS  # --smoke: tiny
         spec = {**base, "stream": True, "streams": streams, "spread": SPREAD_S, "duration": 120}
         client = {"url": fake.url, "mode": "stream", "streams": streams, "spread": SPREAD_S}
-        chunks = h.rounds({"service": partial(streamed_cpu, service, spec),
-                           "bare": partial(streamed_cpu, bare, spec),
-                           **{c: partial(run_clients, {**client, "client": c}) for c in ("sdk", "aiohttp")}},
-                          "floors chunks")
+        with h.streamed_answers():
+            chunks = h.rounds({"service": partial(all_streamed, service, spec),
+                               "bare": partial(all_streamed, bare, spec),
+                               **{c: partial(run_clients, {**client, "client": c}) for c in ("sdk", "aiohttp")}},
+                              "floors chunks")
     finally:
-        h.set_fake("openai", token_delay=0.0, reply="Hello there, friend of the stream!")
         h.procs.stop(service)
     server = h.s.server
-    call_floor = cpu(calls["bare"]) + cpu(calls["sdk"])
-    chunk_floor = cpu(chunks["bare"]) + cpu(chunks["sdk"])
+    call_cpu = {side: cpu(results) for side, results in calls.items()}
+    call_floor = call_cpu["bare"] + call_cpu["sdk"]
+    chunk_cpu = {side: cpu(results, "cpu_chunk_us") for side, results in chunks.items()}
+    chunk_floor = chunk_cpu["bare"] + chunk_cpu["sdk"]
     return [
         Row("floors", "floors: CPU per non-streamed completion, 1 conn",
-            f"bare Quart app under {server}, a small JSON request: {cpu(calls['bare']):,.0f} µs; "
-            + "; ".join(f"{label}: {cpu(calls[c]):,.0f} µs per call" for c, label in CLIENTS.items()),
-            cells={"new": f"{cpu(calls['service']):,.0f} µs per request"},
-            ratios={"new": f"{cpu(calls['service']) / call_floor:.2f}× (bare app + SDK)"},
+            f"bare Quart app under {server}, a small JSON request: {call_cpu['bare']:,.0f} µs; "
+            + "; ".join(f"{label}: {call_cpu[c]:,.0f} µs per call" for c, label in CLIENTS.items()),
+            cells={"new": f"{call_cpu['service']:,.0f} µs per request"},
+            ratios={"new": f"{call_cpu['service'] / call_floor:.2f}× (bare app + SDK)"},
             notes="service and bare app: their process's CPU (/proc) ÷ 2xx answers under wrk; clients: "
                   f"CPU of a process of their own (bench/clients.py) over {count} calls to the fake"),
         Row("floors", f"floors: CPU per relayed chunk, {streams} streams × {payloads.STREAM_CHUNKS} chunks "
             f"{payloads.STREAM_GAP_S * 1000:g} ms apart, spread over {SPREAD_S:g} s",
-            f"bare Quart app under {server}, chunks from a timer: {cpu(chunks['bare']):,.0f} µs written; "
-            f"{CLIENTS['sdk']}: {cpu(chunks['sdk']):,.0f} µs read; aiohttp: {cpu(chunks['aiohttp']):,.0f} µs read",
-            cells={"new": f"{cpu(chunks['service']):,.0f} µs per chunk"},
-            ratios={"new": f"{cpu(chunks['service']) / chunk_floor:.2f}× (bare app + SDK)"},
+            f"bare Quart app under {server}, chunks from a timer: {chunk_cpu['bare']:,.0f} µs written; "
+            f"{CLIENTS['sdk']}: {chunk_cpu['sdk']:,.0f} µs read; aiohttp: {chunk_cpu['aiohttp']:,.0f} µs read",
+            cells={"new": f"{chunk_cpu['service']:,.0f} µs per chunk"},
+            ratios={"new": f"{chunk_cpu['service'] / chunk_floor:.2f}× (bare app + SDK)"},
             notes="per token chunk (one carrying delta.content); the service reads each chunk with the SDK and "
                   "writes it under the server, so its floor is the bare app's write plus the SDK's read"),
     ]

@@ -84,6 +84,14 @@ def run_driver(spec: dict[str, Any]) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def streamed(proc: Proc, spec: dict[str, Any]) -> dict[str, Any]:
+    """Concurrent streams (bench/driver.py) against `proc`, and its CPU (/proc) per token chunk received."""
+    cpu = proc.cpu()
+    res = run_driver({**spec, "port": proc.port})
+    res["cpu_chunk_us"] = (proc.cpu() - cpu) / res["chunks"] * 1e6 if res["chunks"] else float("nan")
+    return res
+
+
 def load(proc: Proc, spec: dict[str, Any], generator: str) -> dict[str, Any]:
     """Warm-up (a separate short run, its own ids), then the measured run."""
     spec = {**spec, "port": proc.port}

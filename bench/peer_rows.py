@@ -16,7 +16,7 @@ from functools import partial
 from typing import Any, Callable
 
 from bench import payloads
-from bench.load import run_driver
+from bench.load import streamed
 from bench.peers import Side, litellm, portkey
 from bench.rows import AUTH, OPENAI_ENV, OPENAI_PATH, Harness, Row, med
 
@@ -36,13 +36,9 @@ def safe(measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         return {"error": f"{type(exc).__name__}: {exc}"[:200]}
 
 
-def streamed(h: Harness, side: Side, spec: dict[str, Any]) -> dict[str, Any]:
-    proc = side.proc
-    assert proc is not None
-    cpu = proc.cpu()
-    res = run_driver({**spec, "port": proc.port, "headers": side.headers})
-    res["cpu_chunk_us"] = (proc.cpu() - cpu) / res["chunks"] * 1e6 if res["chunks"] else NAN
-    return res
+def side_streamed(side: Side, spec: dict[str, Any]) -> dict[str, Any]:
+    assert side.proc is not None
+    return streamed(side.proc, {**spec, "headers": side.headers})
 
 
 def fig(results: list[dict[str, Any]], key: str) -> float:
@@ -101,18 +97,17 @@ def peers(h: Harness) -> list[Row]:
         thr = h.rounds({k: partial(safe, partial(h.load, s.proc, {**base, "headers": s.headers}))
                         for k, s in live.items()}, "peers throughput")
         rows += nonstreaming(h, sides, lat, thr)
-        h.set_fake("openai", token_delay=CHUNK_GAP, reply=REPLY)
-        for s in live.values():  # warm-up: connections to the fake, first-call caches
-            safe(partial(streamed, h, s, {**base, "streams": 2, "spread": 0, "duration": 120}))
-        ks = (1, 2) if h.s.rounds == 1 and h.s.duration < 1 else (1, 20, 100)  # --smoke: tiny
-        for k, spread in [*((k, STREAM_S) for k in ks), (ks[-1], 0.0)]:
-            spec = {**base, "streams": k, "spread": spread, "duration": 120}
-            how = f"spread over {STREAM_S:g} s" if spread else "all at once"
-            res = h.rounds({key: partial(safe, partial(streamed, h, s, spec)) for key, s in live.items()},
-                           f"peers {k} streams {how}")
-            rows.append(streaming(sides, res, k, how, first=not rows[2:]))
+        with h.streamed_answers():
+            for s in live.values():  # warm-up: connections to the fake, first-call caches
+                safe(partial(side_streamed, s, {**base, "streams": 2, "spread": 0, "duration": 120}))
+            ks = (1, 2) if h.s.rounds == 1 and h.s.duration < 1 else (1, 20, 100)  # --smoke: tiny
+            for k, spread in [*((k, STREAM_S) for k in ks), (ks[-1], 0.0)]:
+                spec = {**base, "streams": k, "spread": spread, "duration": 120}
+                how = f"spread over {STREAM_S:g} s" if spread else "all at once"
+                res = h.rounds({key: partial(safe, partial(side_streamed, s, spec)) for key, s in live.items()},
+                               f"peers {k} streams {how}")
+                rows.append(streaming(sides, res, k, how, first=not rows[2:]))
     finally:
-        h.set_fake("openai", token_delay=0.0, reply="Hello there, friend of the stream!")
         h.procs.stop(*(s.proc for k, s in sides.items() if s.proc is not None and k != "direct"))
     return rows
 

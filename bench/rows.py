@@ -8,10 +8,11 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from bench import payloads
 from bench.load import load
@@ -88,10 +89,24 @@ class Harness:
             self._bare = self.procs.bare()
         return self._bare
 
-    def set_fake(self, kind: str, **knobs: Any) -> None:
+    @contextmanager
+    def faked(self, kind: str, **knobs: Any) -> Iterator[None]:
+        """The fake `kind` with these knobs (bench/fakes.py) for the time of the block, as it was after."""
+        previous = self._set_fake(kind, knobs)
+        try:
+            yield
+        finally:
+            self._set_fake(kind, previous)
+
+    def streamed_answers(self) -> Any:
+        """The fake OpenAI upstream answering the streaming rows' reply: a chunk per word, STREAM_GAP_S apart."""
+        return self.faked("openai", token_delay=payloads.STREAM_GAP_S, reply=payloads.STREAM_REPLY)
+
+    def _set_fake(self, kind: str, knobs: dict[str, Any]) -> dict[str, Any]:
         code, body, _ = http("POST", self.fake(kind).url + "/__bench/set", knobs)
         if code != 200:
             raise RuntimeError(f"fake {kind} refused {knobs}: {body}")
+        return body["previous"]
 
     def calls(self, kind: str) -> dict[str, Any]:
         return http("GET", self.fake(kind).url + "/__bench/stats")[1]
@@ -218,27 +233,26 @@ def ack_pending(h: Harness) -> list[Row]:
     n = h.s.pending
     env = {"MAX_QUEUE": max(5000, 4 * n), "WORKER_COUNT": min(1024, n + 24), "MAX_CONCURRENT_REQUESTS": 10,
            "USER_COOLDOWN_S": 0, "CHANNEL_MAX_REPLIES_PER_MIN": 1_000_000, "REQUEST_TIMEOUT": 120}
-    h.set_fake("ollama", delay=2.0)
-    busy, failed = h.services("busy", **env)
-    idle, failed_idle = h.services("idle", **env)
-    failed.update(failed_idle)
-    feeders = [Feeder(h, busy[v], n) for v in busy if v not in failed]
-    spec = {"kind": "interaction", "connections": 8, "delay_ms": 40}  # ≈ 200 req/s, far below saturation
-    try:
-        for feeder in feeders:
-            feeder.fill()
-            feeder.start()
-        sides: dict[str, Callable[[], dict[str, Any]]] = {}
-        for v in busy:
-            if v not in failed:
-                sides[v], sides[f"{v} idle"] = partial(h.load, busy[v], spec), partial(h.load, idle[v], spec)
-        res = h.rounds(sides, "ack_pending")
-    finally:
-        for feeder in feeders:
-            feeder.halt.set()
-            feeder.join(5)
-        h.procs.stop(*busy.values(), *idle.values())
-        h.set_fake("ollama", delay=0.0)
+    with h.faked("ollama", delay=2.0):  # every reply waits 2 s: the interactions stay pending
+        busy, failed = h.services("busy", **env)
+        idle, failed_idle = h.services("idle", **env)
+        failed.update(failed_idle)
+        feeders = [Feeder(h, busy[v], n) for v in busy if v not in failed]
+        spec = {"kind": "interaction", "connections": 8, "delay_ms": 40}  # ≈ 200 req/s, far below saturation
+        try:
+            for feeder in feeders:
+                feeder.fill()
+                feeder.start()
+            sides: dict[str, Callable[[], dict[str, Any]]] = {}
+            for v in busy:
+                if v not in failed:
+                    sides[v], sides[f"{v} idle"] = partial(h.load, busy[v], spec), partial(h.load, idle[v], spec)
+            res = h.rounds(sides, "ack_pending")
+        finally:
+            for feeder in feeders:
+                feeder.halt.set()
+                feeder.join(5)
+            h.procs.stop(*busy.values(), *idle.values())
     idles = {v: res[f"{v} idle"] for v in h.versions if f"{v} idle" in res}
     seen = [x for feeder in feeders for x in feeder.samples]
     row = Row("ack_pending", f"ACK p99 with {n:,} interactions pending on a 2 s LLM, ≈200 req/s",
@@ -345,10 +359,9 @@ def openai(h: Harness) -> list[Row]:
     try:
         lat = h.versus(svcs, direct, {**spec, "connections": 1}, "openai latency")
         thr = h.versus(svcs, direct, spec, "openai throughput")
-        h.set_fake("openai", token_delay=0.01)  # tokens 10 ms apart: a buffering proxy could not hide
-        ttft = h.versus(svcs, direct, {**spec, "stream": True, "connections": 1}, "openai ttft", "python")
+        with h.faked("openai", token_delay=0.01):  # tokens 10 ms apart: a buffering proxy could not hide
+            ttft = h.versus(svcs, direct, {**spec, "stream": True, "connections": 1}, "openai ttft", "python")
     finally:
-        h.set_fake("openai", token_delay=0.0)
         h.procs.stop(*svcs.values())
     if any(r["ttft_p50"] is None for rs in ttft.values() for r in rs):
         raise RuntimeError("no token seen in an SSE stream")
